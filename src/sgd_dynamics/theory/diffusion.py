@@ -1,0 +1,130 @@
+"""Predictions a user asks for: instantaneous speed, global displacement, anomalous-diffusion exponent.
+
+For SGD with momentum on a quadratic (or the quadratic approximation at the end of training), at
+stationarity, from the Hessian eigenvalues ``rho_i`` and per-example noise variances ``s_i``:
+
+* ``stationary_speed``: ``E||theta_{k+1} - theta_k||^2`` — continuous: 002 eq. 18 for any constant ``Sigma``
+  (ERRATA 002.3), ``eta^2 tr(Sigma) / (S (1 - beta^2))``; discrete: the exact value
+  ``eta^2 sum_i 2 s_i / (S (1 - beta)(2 (1 + beta) - eta h_i))``.
+* ``global_displacement``: ``E||theta_{k+t} - theta_k||^2`` — continuous: 002 eq. 19 with lags
+  ``eta |i - j|`` (ERRATA 002.2); discrete: exact. Both in closed form, O(modes) per time point.
+* ``local_exponent``: ``d log E||Delta_t||^2 / d log t``, the anomalous-diffusion exponent ``c`` the theory
+  predicts over any window (a log-symmetric finite difference on integer steps).
+
+``model="discrete"`` is the exact answer for the discrete recursion with Gaussian noise;
+``model="continuous"`` is the paper's SDE, accurate when ``eta * (rho + lambda)`` is small (ERRATA 002.5).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from sgd_dynamics.hyper import Hyperparams
+from sgd_dynamics.theory import discrete, phase_space
+from sgd_dynamics.theory.moments import StationaryMoments
+
+Model = Literal["continuous", "discrete"]
+MODELS: tuple[str, ...] = ("continuous", "discrete")
+
+
+def stationary_speed(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
+                     model: Model = "discrete") -> float:
+    """Stationary ``E||theta_{k+1} - theta_k||^2``.
+
+    >>> hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=1)
+    >>> round(stationary_speed([5.0], [1.0], hp, model="continuous"), 8)  # eta^2 s / (1 - beta^2)
+    0.00052632
+    """
+    rho, s = _validated(eigenvalues, noise_variances, hyper, model)
+    if model == "continuous":
+        return phase_space.stationary_speed(s, hyper)
+    return discrete.stationary_speed(rho, s, hyper)
+
+
+def stationary_speed_from_trace(trace_sigma: float, hyper: Hyperparams) -> float:
+    """Eq. 18 with no fitted constant (ERRATA 002.3): ``eta^2 tr(Sigma) / (S (1 - beta^2))``."""
+    if not (np.isfinite(trace_sigma) and trace_sigma >= 0):
+        raise ValueError(f"trace_sigma={trace_sigma!r} is invalid: expected a finite value >= 0")
+    return float(hyper.lr**2 * trace_sigma / hyper.inverse_temperature)
+
+
+def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
+                        steps: ArrayLike, model: Model = "discrete") -> NDArray[np.float64]:
+    """Stationary ``E||theta_{k+t} - theta_k||^2`` for each ``t`` in ``steps``; at ``t = 1`` the speed."""
+    rho, s = _validated(eigenvalues, noise_variances, hyper, model)
+    t = _validated_steps(steps)
+    per_mode = (phase_space if model == "continuous" else discrete).global_displacement_per_mode(rho, s, hyper, t)
+    return per_mode.sum(axis=1)
+
+
+def local_exponent(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, steps: ArrayLike,
+                   model: Model = "discrete", width: float = 2 ** 0.125) -> NDArray[np.float64]:
+    """``d log E||Delta_t||^2 / d log t`` between the integer steps ``~t / width`` and ``~t * width``.
+
+    1 is ordinary diffusion, above 1 super-diffusion, below 1 sub-diffusion (002 section 8).
+    """
+    if not width > 1:
+        raise ValueError(f"width={width!r} is invalid: expected > 1")
+    t = _validated_steps(steps)
+    lo = np.maximum(np.floor(t / width), 1).astype(np.int64)
+    hi = np.maximum(np.ceil(t * width), lo + 1).astype(np.int64)
+    both = global_displacement(eigenvalues, noise_variances, hyper, np.concatenate([lo, hi]), model)
+    d_lo, d_hi = both[: t.size], both[t.size:]
+    return np.log(d_hi / d_lo) / np.log(hi / lo)
+
+
+def stationary_moments(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
+                       model: Model = "discrete") -> StationaryMoments:
+    """Per-mode stationary ``Var x``, ``Cov(x, v)``, ``Var v`` of either model."""
+    rho, s = _validated(eigenvalues, noise_variances, hyper, model)
+    return (phase_space if model == "continuous" else discrete).stationary_moments(rho, s, hyper)
+
+
+def mean_trajectory(eigenvalues: ArrayLike, hyper: Hyperparams, steps: ArrayLike, position0: ArrayLike,
+                    velocity0: ArrayLike, model: Model = "continuous"
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean position and velocity per mode at each step (002 eq. 9, or the exact discrete mean)."""
+    rho = hyper.check_stable(eigenvalues)
+    _check_model(model)
+    t = np.asarray(steps, dtype=np.float64)
+    if t.ndim != 1 or np.any(t < 0) or (model == "discrete" and np.any(t != np.round(t))):
+        raise ValueError("steps must be a 1-D array of step counts >= 0 (integers for model='discrete')")
+    x0 = np.broadcast_to(np.asarray(position0, dtype=np.float64), rho.shape)
+    v0 = np.broadcast_to(np.asarray(velocity0, dtype=np.float64), rho.shape)
+    return (phase_space if model == "continuous" else discrete).mean_trajectory(rho, hyper, t, x0, v0)
+
+
+def modified_loss_curvature(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams
+                            ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-mode curvatures ``(U_x, U_v)`` of the modified loss ``Psi`` (002 eqs. 13-16)."""
+    rho, s = _validated(eigenvalues, noise_variances, hyper, "continuous")
+    return phase_space.modified_loss_curvature(rho, s, hyper)
+
+
+def _check_model(model: str) -> None:
+    if model not in MODELS:
+        raise ValueError(f"model={model!r} is invalid: expected one of {', '.join(MODELS)}")
+
+
+def _validated(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, model: str
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    _check_model(model)
+    rho = hyper.check_stable(eigenvalues)
+    s = np.atleast_1d(np.asarray(noise_variances, dtype=np.float64))
+    if s.shape != rho.shape:
+        raise ValueError(f"noise_variances must have one entry per eigenvalue ({rho.size}); got shape {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        i = int(np.argmin(np.where(np.isfinite(s), s, -np.inf)))
+        raise ValueError(f"noise_variances[{i}]={float(s[i])!r} is invalid: expected finite values >= 0")
+    return rho, s
+
+
+def _validated_steps(steps: ArrayLike) -> NDArray[np.int64]:
+    t = np.atleast_1d(np.asarray(steps))
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t.astype(float))) or np.any(t < 1) \
+            or np.any(t.astype(float) != np.round(t.astype(float))):
+        raise ValueError(f"steps must be a non-empty 1-D array of integers >= 1; got {np.asarray(steps)!r}"[:200])
+    return t.astype(np.int64)

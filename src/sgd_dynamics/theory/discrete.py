@@ -1,0 +1,174 @@
+"""Exact discrete-time theory of SGD with momentum on a quadratic loss (beyond the SDE; ERRATA 002.5).
+
+Per Hessian eigenmode with curvature ``h = rho + lambda``, per-example noise variance ``s`` and batch ``S``,
+the PyTorch recursion with ``x = theta - mu`` and ``v = -b`` is linear::
+
+    v_{k+1} = beta v_k - h x_k - xi_k,        x_{k+1} = x_k + eta v_{k+1},        xi_k ~ N(0, s / S)
+
+i.e. ``z_{k+1} = M z_k + n_k`` with ``z = (x, v)``, ``M = [[1 - eta h, eta beta], [-h, beta]]`` and noise
+covariance ``W = (s/S) [[eta^2, eta], [eta, 1]]``. The characteristic polynomial is
+``r^2 - (1 + beta - eta h) r + beta``: complex roots iff ``(1 - sqrt(beta))^2 < eta h < (1 + sqrt(beta))^2``,
+stable iff ``0 <= eta h < 2 (1 + beta)`` (ERRATA 003.3, with ``h = 0`` marginal: the position diffuses).
+
+The stationary solution of ``P = M P M^T + W`` in closed form (ERRATA 003.4 with ``s^2 -> s/S``), with
+``q = (s/S) / ((1 - beta)(2(1 + beta) - eta h))``::
+
+    Var v = 2 q,        Cov(x, v) = eta q,        Var x = eta (1 + beta) q / h.
+
+So the exact stationary speed is ``E||theta_{k+1} - theta_k||^2 = eta^2 sum_i 2 q_i``, which tends to
+002 eq. 18 (``eta^2 tr(Sigma) / (S (1 - beta^2))``, ERRATA 002.3) as ``eta h -> 0``. Exact equipartition also
+holds: ``E[h x^2 / 2] = E[m v^2 / 2]`` per mode with ``m = eta (1 + beta) / 2`` (002 G.3 in discrete time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sgd_dynamics.hyper import Hyperparams
+from sgd_dynamics.theory.lag_sums import RootPair, displacement_lag_sum, divided_power
+from sgd_dynamics.theory.moments import StationaryMoments
+
+
+def transition_matrix(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> NDArray[np.float64]:
+    """Per-mode transition matrices ``M`` of shape ``(modes, 2, 2)`` acting on ``(x, v)``."""
+    h = hyper.curvature(eigenvalues)
+    eta, beta = hyper.lr, hyper.momentum
+    m = np.empty(h.shape + (2, 2))
+    m[..., 0, 0] = 1 - eta * h
+    m[..., 0, 1] = eta * beta
+    m[..., 1, 0] = -h
+    m[..., 1, 1] = beta
+    return m
+
+
+def noise_matrix(noise_variances: NDArray[np.float64], hyper: Hyperparams) -> NDArray[np.float64]:
+    """Per-mode covariance ``W`` of the noise injected in one step, shape ``(modes, 2, 2)``."""
+    s = np.asarray(noise_variances, dtype=np.float64) / hyper.batch_size
+    eta = hyper.lr
+    w = np.empty(s.shape + (2, 2))
+    w[..., 0, 0] = eta**2 * s
+    w[..., 0, 1] = w[..., 1, 0] = eta * s
+    w[..., 1, 1] = s
+    return w
+
+
+def stationary_moments(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+                       hyper: Hyperparams) -> StationaryMoments:
+    """Exact stationary second moments per mode (``Var x = inf`` for ``h = 0``)."""
+    h = hyper.curvature(eigenvalues)
+    eta, beta = hyper.lr, hyper.momentum
+    q = _q(h, noise_variances, hyper)
+    with np.errstate(divide="ignore", over="ignore"):  # Var x beyond float range is inf, as for h = 0
+        var_x = np.where(h > 0, eta * (1 + beta) * q / np.where(h > 0, h, 1.0), np.inf)
+    return StationaryMoments(position_variance=var_x, cross_covariance=eta * q, velocity_variance=2 * q)
+
+
+def stationary_speed(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+                     hyper: Hyperparams) -> float:
+    """Exact ``E||theta_{k+1} - theta_k||^2 = eta^2 sum_i Var v_i`` at stationarity."""
+    h = hyper.curvature(eigenvalues)
+    return float(hyper.lr**2 * np.sum(2 * _q(h, noise_variances, hyper)))
+
+
+def global_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+                                 hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Exact ``E(x_{k+t} - x_k)^2`` per mode from a stationary ``z_k``; shape ``(len(steps), modes)``.
+
+    Equals ``eta^2 sum_{i,j=1}^t E[v_i v_j]``, evaluated in closed form (see :mod:`lag_sums`).
+    """
+    h = hyper.curvature(eigenvalues)
+    beta = hyper.momentum
+    q = _q(h, noise_variances, hyper)
+    c0 = 2 * q
+    c1 = q * (2 * beta - hyper.lr * h)  # -h Cov(x, v) + beta Var v
+    eh = hyper.lr * h
+    abs_delta = np.sqrt(np.abs(((1 - np.sqrt(beta)) ** 2 - eh) * ((1 + np.sqrt(beta)) ** 2 - eh))) / 2
+    # c1 - r2 c0 for real roots, with 2|delta| - (1 - beta) rewritten without cancellation
+    c1_minus_r2_c0 = -q * eh * (2 * (1 + beta) - eh) / (2 * abs_delta + 1 - beta)
+    return hyper.lr**2 * displacement_lag_sum(root_pair(eigenvalues, hyper), c0, c1, steps, c1_minus_r2_c0)
+
+
+def mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps: NDArray[np.int64],
+                    position0: NDArray[np.float64], velocity0: NDArray[np.float64]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Exact ``E[x_k], E[v_k]`` from ``(x_0, v_0)``: ``z_k = M^k z_0 = u_k M z_0 - beta u_{k-1} z_0``."""
+    h = hyper.curvature(eigenvalues)
+    eta, beta = hyper.lr, hyper.momentum
+    k = np.asarray(steps, dtype=np.float64)[:, None]
+    roots = root_pair(eigenvalues, hyper)
+    u_k = divided_power(roots, k)
+    u_km1 = divided_power(roots, np.maximum(k - 1, 0))
+    x0, v0 = np.broadcast_arrays(np.asarray(position0, float), np.asarray(velocity0, float))
+    mx = (1 - eta * h) * x0 + eta * beta * v0
+    mv = -h * x0 + beta * v0
+    x = u_k * mx - beta * u_km1 * x0
+    v = u_k * mv - beta * u_km1 * v0
+    at_zero = k == 0
+    return np.where(at_zero, x0, x), np.where(at_zero, v0, v)
+
+
+def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+                         hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Exact ``Cov(z_k)`` from a deterministic start, shape ``(len(steps), modes, 2, 2)``.
+
+    ``P_k = sum_{j<k} M^j W M^{jT}`` by binary doubling (``P_{2n} = P_n + M^n P_n M^{nT}``): exact for
+    every mode, ``h = 0`` included, in ``O(log k)`` 2x2 products.
+    """
+    m = transition_matrix(eigenvalues, hyper)
+    w = noise_matrix(noise_variances, hyper)
+    steps = np.asarray(steps, dtype=np.int64)
+    out = np.empty((steps.size,) + w.shape)
+    for i, k in enumerate(steps):
+        out[i] = _doubling_sum(m, w, int(k))
+    return out
+
+
+def _doubling_sum(m: NDArray[np.float64], w: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    # Accumulate (M^k, P_k) from the binary digits of k, most significant first.
+    power = np.broadcast_to(np.eye(2), m.shape).copy()
+    acc = np.zeros_like(w)
+    for bit in bin(k)[2:] if k > 0 else "":
+        acc = acc + power @ acc @ np.swapaxes(power, -1, -2)
+        power = power @ power
+        if bit == "1":
+            acc = m @ acc @ np.swapaxes(m, -1, -2) + w
+            power = m @ power
+    return acc
+
+
+def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
+    """Stable roots of ``r^2 - (1 + beta - eta h) r + beta`` (see :class:`lag_sums.RootPair`)."""
+    h = hyper.curvature(eigenvalues)
+    eta, beta = hyper.lr, hyper.momentum
+    eh = eta * h
+    m = (1 + beta - eh) / 2
+    sb = np.sqrt(beta)
+    # discriminant m^2 - beta in factored form: no cancellation near critical damping
+    disc = ((1 - sb) ** 2 - eh) * ((1 + sb) ** 2 - eh) / 4
+    overdamped = disc >= 0
+    abs_delta = np.sqrt(np.abs(disc))
+    sgn = np.where(m < 0, -1.0, 1.0)
+    one_minus_m = (1 - beta + eh) / 2  # > 0 always
+    det = np.full_like(h, beta)
+    if beta > 0:
+        a = np.where(overdamped, np.arcsinh(abs_delta / sb), np.arctan2(abs_delta, np.abs(m)))
+    else:
+        a = np.zeros_like(h)
+    # r1 = sgn rho e^{a} (overdamped) or sgn rho e^{i a}; r2 the other root.
+    e2_over = np.where(sgn > 0, one_minus_m + abs_delta, one_minus_m - abs_delta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1_over = np.where(sgn > 0, eh / e2_over, one_minus_m + abs_delta)
+    if beta == 0:
+        # roots 1 - eta h and 0
+        e1_over, e2_over = eh.astype(float), np.ones_like(h)
+        overdamped = np.ones_like(h, dtype=bool)
+    e1 = np.where(overdamped, e1_over + 0j, one_minus_m - 1j * sgn * abs_delta)
+    e2 = np.where(overdamped, e2_over + 0j, one_minus_m + 1j * sgn * abs_delta)
+    return RootPair(det=det, sgn=sgn, a=a, overdamped=overdamped, e1=e1, e2=e2)
+
+
+def _q(h: NDArray[np.float64], noise_variances: NDArray[np.float64], hyper: Hyperparams) -> NDArray[np.float64]:
+    s = np.asarray(noise_variances, dtype=np.float64) / hyper.batch_size
+    beta = hyper.momentum
+    return s / ((1 - beta) * (2 * (1 + beta) - hyper.lr * h))

@@ -1,0 +1,261 @@
+"""Closed-form lag sums of a 2x2 linear recursion, stable in every damping regime.
+
+Both the exact discrete recursion of SGD with momentum and the continuous model sampled every step
+(``N = exp(-A eta)``) propagate each Hessian mode with a 2x2 matrix ``N``. The stationary velocity
+autocovariance then obeys ``c(l+2) = tr(N) c(l+1) - det(N) c(l)``, so with the roots ``r1, r2`` of ``N``
+
+    c(l) = u_l c(1) - det(N) u_{l-1} c(0),        u_l = (r1^l - r2^l) / (r1 - r2)   (Cayley–Hamilton),
+
+and the squared displacement after ``t`` steps (002 eq. 19 with the time unit of ERRATA 002.2)
+
+    E||Delta_t||^2 / eta^2 = t c(0) + 2 sum_{l=1}^{t-1} (t - l) c(l)
+                           = t c(0) + 2 [c(1) psi_{t+1}[r1, r2] - det(N) c(0) psi_t[r1, r2]],
+
+where ``psi_t(r) = sum_{l=1}^{t-1} (t - l) r^(l-1) = (t e - 1 + r^t) / e^2`` with ``e = 1 - r`` and ``f[r1, r2]``
+is the divided difference. Evaluating this naively fails at critical damping (``r1 = r2``), for modes
+with ``rho -> 0`` (a root tends to 1) and for large ``t`` (overflow). Here:
+
+* ``u_t`` uses Chebyshev form ``u_t = sgn^(t-1) sqrt(det)^(t-1) sinh(t a) / sinh(a)`` (or ``sin``), evaluated in
+  log space, exact at critical damping (``t``) and free of overflow;
+* a root near 1 that is well separated from the other: ``psi_t`` per root through
+  ``psi_t = t^2 (l/e)^2 phi2(t l) - t chi(e)``, ``l = log1p(-e)``, ``phi2(z) = (e^z - 1 - z)/z^2``,
+  ``chi(e) = (-log1p(-e) - e)/e^2``, then an ordinary divided difference;
+* otherwise the divided difference is expanded by the Leibniz rule into terms with no cancellation
+  between the roots: ``psi_t[r1,r2] = t/(e1 e2) - (1 - r1^t)(e1 + e2)/(e1 e2)^2 + u_t/e2^2``;
+* small ``t`` (<= ``DIRECT_SUM_MAX``, or while ``t |1 - r|`` is small when both roots are near 1) is summed
+  directly, where the closed forms lose most digits.
+
+Cost is O(modes) per time point whatever ``t`` is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+# Below this many steps the lag sum is evaluated by direct summation: cheap, and the closed forms
+# cancel most where t * (1 - |r|) is small.
+DIRECT_SUM_MAX = 64
+# A root within this fraction of the other root's distance to 1 is "near one" and well separated.
+_NEAR_ONE_RATIO = 0.25
+# Direct summation is never extended past this many steps (memory and time bound).
+_DIRECT_SUM_CAP = 4096
+
+
+@dataclass(frozen=True)
+class RootPair:
+    """The two roots of a per-mode 2x2 transition matrix, in a numerically stable parametrisation.
+
+    Roots are ``sgn * rho * exp(+-a)`` (real, ``overdamped``) or ``sgn * rho * exp(+-i a)`` (complex), with
+    ``rho = sqrt(det)``, ``sgn = +-1`` and, for complex roots, ``0 <= a <= pi/2``. ``e1 = 1 - r1`` and
+    ``e2 = 1 - r2`` are given directly (they are where cancellation would strike); ``r1`` is the root
+    nearer to 1. With ``det = 0`` the roots are ``r1 = trace`` and ``0`` (``a`` unused).
+    """
+
+    det: NDArray[np.float64]
+    sgn: NDArray[np.float64]
+    a: NDArray[np.float64]
+    overdamped: NDArray[np.bool_]
+    e1: NDArray[np.complex128]
+    e2: NDArray[np.complex128]
+
+    @property
+    def r1(self) -> NDArray[np.complex128]:
+        return 1 - self.e1
+
+    @property
+    def r2(self) -> NDArray[np.complex128]:
+        return 1 - self.e2
+
+
+def divided_power(roots: RootPair, t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``u_t = (r1^t - r2^t) / (r1 - r2)`` for integer ``t >= 0``, broadcast over modes and times."""
+    t = np.asarray(t, dtype=np.float64)
+    det, sgn, a = roots.det, roots.sgn, roots.a
+    zero_det = det == 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_rho = 0.5 * np.log(np.where(zero_det, 1.0, det))
+        tm1 = np.maximum(t - 1, 0.0)
+        sign = np.where((sgn < 0) & (np.mod(tm1, 2) == 1), -1.0, 1.0)
+        # overdamped: sinh(t a)/sinh(a) = t * sinhc(t a) / sinhc(a), in log space
+        log_over = np.log(np.maximum(t, 1.0)) + _log_sinhc(t * a) - _log_sinhc(a)
+        over = np.exp(tm1 * log_rho + log_over)
+        under = np.exp(tm1 * log_rho) * _sin_ratio(t, a)
+        u = sign * np.where(roots.overdamped, over, under)
+        # det = 0: roots r1 = 1 - e1 and 0, so u_t = r1^(t-1) for t >= 1
+        r1 = np.real(1 - roots.e1)
+        u_zero_det = np.power(r1, tm1)
+    u = np.where(zero_det, u_zero_det, u)
+    return np.where(t == 0, 0.0, u)
+
+
+def displacement_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
+                         steps: NDArray[np.int64], c1_minus_r2_c0: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``t c0 + 2 sum_{l=1}^{t-1} (t - l) c(l)`` for each step count ``t`` (rows) and mode (columns).
+
+    ``c0, c1`` are the stationary lag-0 and lag-1 velocity autocovariances per mode, and
+    ``c1_minus_r2_c0 = c(1) - r2 c(0)`` computed stably by the caller: where a root is near 1 the sum is
+    rewritten with the Leibniz rule ``psi_{t+1}[r1, r2] = r1 psi_t[r1, r2] + psi_t(r2)`` as
+    ``t c0 + 2 [r1 (c1 - r2 c0) psi_t[r1, r2] + c1 psi_t(r2)]``, so the two ``O(t^2)`` terms of a free
+    (``rho -> 0``) mode never cancel. Returns an array of shape ``(len(steps), modes)``.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    t = steps.astype(np.float64)[:, None]
+    with np.errstate(all="ignore"):
+        psi_t = _divided_psi(roots, t)
+        out = t * c0 + 2 * (c1 * _divided_psi(roots, t + 1) - roots.det * c0 * psi_t)
+        near = _near_one(roots)
+        if np.any(near):
+            r1, e2 = np.real(roots.r1[near]), np.real(roots.e2[near])
+            out[:, near] = t * c0[near] + 2 * (r1 * c1_minus_r2_c0[near] * psi_t[:, near]
+                                               + c1[near] * _psi_real_root(t, e2))
+    need = steps[:, None] <= _direct_sum_limit(roots)[None, :]
+    for cols in np.array_split(np.flatnonzero(need.any(axis=0)), max(1, int(need.any(axis=0).sum()) // 512)):
+        if cols.size == 0:
+            continue
+        rows = np.flatnonzero(need[:, cols].any(axis=1))
+        direct = _direct_lag_sum(_subset(roots, cols), c0[cols], c1[cols], steps[rows])
+        block = out[np.ix_(rows, cols)]
+        out[np.ix_(rows, cols)] = np.where(need[np.ix_(rows, cols)], direct, block)
+    return out
+
+
+def _near_one(roots: RootPair) -> NDArray[np.bool_]:
+    """Real roots with ``r1`` much nearer to 1 than ``r2``."""
+    return roots.overdamped & (np.abs(roots.e1) <= _NEAR_ONE_RATIO * np.abs(roots.e2))
+
+
+def _psi_real_root(t: NDArray[np.float64], e: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``psi_t(1 - e)`` for a real root: the stable form while ``0 <= e < 1``, else direct."""
+    inside = e < 1
+    e_in = np.where(inside, e, 0.5)
+    return np.where(inside, _psi_near_one(t, e_in), t / e - _one_minus_power(1 - e, t) / e**2)
+
+
+def _direct_sum_limit(roots: RootPair) -> NDArray[np.int64]:
+    """Per mode, the largest ``t`` summed directly.
+
+    The Leibniz form loses about ``eps / (t |e|)^2 / |e|`` where both roots are near 1 (``beta -> 1``), so
+    such modes are summed directly until ``t |e|`` is large, within a cap that bounds the cost.
+    """
+    near_one = _near_one(roots)
+    # near one: the divided difference of two values ~ t^2/2 loses ~ eps / (t e2); otherwise both |e| matter
+    e = np.where(near_one, np.abs(roots.e2), np.minimum(np.abs(roots.e1), np.abs(roots.e2)))
+    limit = np.ceil(8 / np.maximum(e, 8 / _DIRECT_SUM_CAP))
+    return np.clip(limit, DIRECT_SUM_MAX, _DIRECT_SUM_CAP).astype(np.int64)
+
+
+def _direct_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
+                    steps: NDArray[np.int64]) -> NDArray[np.float64]:
+    lmax = int(steps.max())
+    lags = np.arange(1, max(lmax, 2), dtype=np.float64)[:, None]
+    c = divided_power(roots, lags) * c1 - roots.det * divided_power(roots, lags - 1) * c0
+    c = c[: max(lmax - 1, 0)]
+    # A(t) = sum_{l<t} c(l), B(t) = sum_{l<t} l c(l)  (l >= 1)
+    zero = np.zeros((1, c0.size))
+    cum = np.concatenate([zero, np.cumsum(c, axis=0)])
+    cum_l = np.concatenate([zero, np.cumsum(c * np.arange(1, c.shape[0] + 1)[:, None], axis=0)])
+    idx = steps - 1
+    t = steps.astype(np.float64)[:, None]
+    return t * c0 + 2 * (t * cum[idx] - cum_l[idx])
+
+
+def _divided_psi(roots: RootPair, t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``psi_t[r1, r2]`` with ``psi_t(r) = (t e - 1 + r^t) / e^2``, ``e = 1 - r``."""
+    e1, e2 = roots.e1, roots.e2
+    near_one = _near_one(roots)
+    result = np.empty(np.broadcast_shapes(t.shape, e1.shape), dtype=np.float64)
+    if np.any(near_one):
+        sel = near_one
+        e1r, e2r = np.real(e1[sel]), np.real(e2[sel])
+        psi1 = _psi_near_one(t, e1r)
+        # the far root may be near 1 too (beta -> 1)
+        psi2 = _psi_real_root(t, e2r)
+        result[..., sel] = (psi1 - psi2) / (e2r - e1r)
+    if np.any(~near_one):
+        sel = ~near_one
+        a1, a2 = e1[sel], e2[sel]
+        p = a1 * a2
+        one_minus_r1t = _one_minus_root_power(roots, sel, t)
+        u_t = divided_power(_subset(roots, sel), t)
+        value = t / p - one_minus_r1t * (a1 + a2) / p**2 + u_t / a2**2
+        result[..., sel] = np.real(value)
+    return result
+
+
+def _psi_near_one(t: NDArray[np.float64], e: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``psi_t(1 - e)`` for ``0 <= e < 1`` without cancellation (``t (t - 1) / 2`` at ``e = 0``)."""
+    ell_over_e = np.where(e == 0, -1.0, np.log1p(-e) / np.where(e == 0, 1.0, e))
+    z = t * ell_over_e * e
+    return t**2 * ell_over_e**2 * _phi2(z) - t * _chi(e)
+
+
+def _phi2(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(e^z - 1 - z) / z^2`` for real ``z <= 0``; Taylor series near 0."""
+    z = np.asarray(z, dtype=np.float64)
+    small = np.abs(z) < 1e-2
+    zs = np.where(small, z, 0.0)
+    series = 0.5 + zs / 6 + zs**2 / 24 + zs**3 / 120 + zs**4 / 720 + zs**5 / 5040
+    zb = np.where(small, 1.0, z)
+    return np.where(small, series, (np.expm1(zb) - zb) / zb**2)
+
+
+def _chi(e: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(-log1p(-e) - e) / e^2 = 1/2 + e/3 + e^2/4 + ...`` for ``0 <= e < 1``."""
+    small = e < 1e-2
+    es = np.where(small, e, 0.0)
+    series = sum(es**k / (k + 2) for k in range(8))
+    eb = np.where(small, 0.5, e)
+    return np.where(small, series, (-np.log1p(-eb) - eb) / eb**2)
+
+
+def _one_minus_power(r: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``1 - r^t`` for real ``r`` and integer ``t`` (``r`` may be negative)."""
+    return 1 - np.power(r, t)
+
+
+def _one_minus_root_power(roots: RootPair, sel: NDArray[np.bool_], t: NDArray[np.float64]) -> NDArray[np.complex128]:
+    """``1 - r1^t`` for the selected modes, from the stable parametrisation of ``r1``."""
+    det, sgn, a, over = roots.det[sel], roots.sgn[sel], roots.a[sel], roots.overdamped[sel]
+    zero_det = det == 0
+    with np.errstate(divide="ignore"):
+        log_rho = 0.5 * np.log(np.where(zero_det, 1.0, det))
+    odd = np.mod(t, 2) == 1
+    sign = np.where((sgn < 0) & odd, -1.0, 1.0)
+    real_pow = sign * np.exp(t * (log_rho + np.where(over, a, 0.0)))
+    phase = np.where(over, 0.0, t * a)
+    r1t = np.where(over, real_pow + 0j, sign * np.exp(t * log_rho) * np.exp(1j * phase))
+    r1_zero_det = np.real(1 - roots.e1[sel])
+    r1t = np.where(zero_det, np.power(r1_zero_det, t) + 0j, r1t)
+    return 1 - r1t
+
+
+def _subset(roots: RootPair, sel: NDArray[np.bool_]) -> RootPair:
+    return RootPair(det=roots.det[sel], sgn=roots.sgn[sel], a=roots.a[sel], overdamped=roots.overdamped[sel],
+                    e1=roots.e1[sel], e2=roots.e2[sel])
+
+
+def _log_sinhc(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``log(sinh(x) / x)`` for ``x >= 0``, exact at 0 and free of overflow for large ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    small = x < 1e-4
+    xb = np.where(small, 1.0, x)
+    large = xb - np.log(2 * xb) + np.log(-np.expm1(-2 * xb))
+    xs = np.where(small, x, 0.0)
+    return np.where(small, xs**2 / 6, large)
+
+
+def _sin_ratio(t: NDArray[np.float64], a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``sin(t a) / sin(a)``, ``t`` at ``a = 0``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.sin(t * a) / np.sin(a)
+    return np.where(a == 0, t, ratio)
+
+
+def complex_expm1(z: NDArray[np.complex128]) -> NDArray[np.complex128]:
+    """``exp(z) - 1`` for complex ``z`` with full relative accuracy near 0."""
+    x, y = np.real(z), np.imag(z)
+    real = np.expm1(x) * np.cos(y) - 2 * np.sin(y / 2) ** 2
+    return real + 1j * np.exp(x) * np.sin(y)
