@@ -27,6 +27,7 @@ from sgd_dynamics.theory import discrete, phase_space
 from sgd_dynamics.theory.moments import StationaryMoments
 
 Model = Literal["continuous", "discrete"]
+_CHUNK_ELEMENTS = 1 << 19
 MODELS: tuple[str, ...] = ("continuous", "discrete")
 
 
@@ -56,8 +57,10 @@ def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hype
     """Stationary ``E||theta_{k+t} - theta_k||^2`` for each ``t`` in ``steps``; at ``t = 1`` the speed."""
     rho, s = _validated(eigenvalues, noise_variances, hyper, model)
     t = _validated_steps(steps)
-    per_mode = (phase_space if model == "continuous" else discrete).global_displacement_per_mode(rho, s, hyper, t)
-    return per_mode.sum(axis=1)
+    per_mode = (phase_space if model == "continuous" else discrete).global_displacement_per_mode
+    # bound the (steps x modes) temporaries to a few MB whatever the spectrum size
+    chunk = max(1, _CHUNK_ELEMENTS // max(rho.size, 1))
+    return np.concatenate([per_mode(rho, s, hyper, t[i:i + chunk]).sum(axis=1) for i in range(0, t.size, chunk)])
 
 
 def local_exponent(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, steps: ArrayLike,

@@ -71,24 +71,36 @@ class RootPair:
 
 
 def divided_power(roots: RootPair, t: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``u_t = (r1^t - r2^t) / (r1 - r2)`` for integer ``t >= 0``, broadcast over modes and times."""
+    """``u_t = (r1^t - r2^t) / (r1 - r2)`` for integer ``t >= 0``, broadcast over modes and times.
+
+    ``t`` broadcasts against the modes along the last axis (a column ``(n, 1)`` or a scalar).
+    """
     t = np.asarray(t, dtype=np.float64)
-    det, sgn, a = roots.det, roots.sgn, roots.a
-    zero_det = det == 0
+    out = np.empty(np.broadcast_shapes(t.shape, roots.det.shape))
+    tm1 = np.maximum(t - 1, 0.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        log_rho = 0.5 * np.log(np.where(zero_det, 1.0, det))
-        tm1 = np.maximum(t - 1, 0.0)
-        sign = np.where((sgn < 0) & (np.mod(tm1, 2) == 1), -1.0, 1.0)
-        # overdamped: sinh(t a)/sinh(a) = t * sinhc(t a) / sinhc(a), in log space
-        log_over = np.log(np.maximum(t, 1.0)) + _log_sinhc(t * a) - _log_sinhc(a)
-        over = np.exp(tm1 * log_rho + log_over)
-        under = np.exp(tm1 * log_rho) * _sin_ratio(t, a)
-        u = sign * np.where(roots.overdamped, over, under)
-        # det = 0: roots r1 = 1 - e1 and 0, so u_t = r1^(t-1) for t >= 1
-        r1 = np.real(1 - roots.e1)
-        u_zero_det = np.power(r1, tm1)
-    u = np.where(zero_det, u_zero_det, u)
-    return np.where(t == 0, 0.0, u)
+        for sel, kind in _regimes(roots):
+            det, sgn, a = roots.det[sel], roots.sgn[sel], roots.a[sel]
+            if kind == "zero_det":
+                # roots r1 = 1 - e1 and 0, so u_t = r1^(t-1) for t >= 1
+                out[..., sel] = np.power(np.real(1 - roots.e1[sel]), tm1)
+                continue
+            log_rho = 0.5 * np.log(det)
+            sign = np.where((sgn < 0) & (np.mod(tm1, 2) == 1), -1.0, 1.0)
+            if kind == "over":
+                # sinh(t a)/sinh(a) = t sinhc(t a) / sinhc(a), in log space: no overflow
+                log_ratio = np.log(np.maximum(t, 1.0)) + _log_sinhc(t * a) - _log_sinhc(a)
+                out[..., sel] = sign * np.exp(tm1 * log_rho + log_ratio)
+            else:
+                out[..., sel] = sign * np.exp(tm1 * log_rho) * _sin_ratio(t, a)
+    return np.where(t == 0, 0.0, out)
+
+
+def _regimes(roots: RootPair) -> list[tuple[NDArray[np.bool_], str]]:
+    """Mode masks for ``det = 0``, real (overdamped) and complex roots, the empty ones dropped."""
+    zero_det = roots.det == 0
+    masks = [(zero_det, "zero_det"), (~zero_det & roots.overdamped, "over"), (~zero_det & ~roots.overdamped, "under")]
+    return [(m, kind) for m, kind in masks if np.any(m)]
 
 
 def displacement_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
@@ -218,18 +230,22 @@ def _one_minus_power(r: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[
 
 def _one_minus_root_power(roots: RootPair, sel: NDArray[np.bool_], t: NDArray[np.float64]) -> NDArray[np.complex128]:
     """``1 - r1^t`` for the selected modes, from the stable parametrisation of ``r1``."""
-    det, sgn, a, over = roots.det[sel], roots.sgn[sel], roots.a[sel], roots.overdamped[sel]
-    zero_det = det == 0
-    with np.errstate(divide="ignore"):
-        log_rho = 0.5 * np.log(np.where(zero_det, 1.0, det))
+    sub = _subset(roots, sel)
+    out = np.empty(np.broadcast_shapes(t.shape, sub.det.shape), dtype=np.complex128)
     odd = np.mod(t, 2) == 1
-    sign = np.where((sgn < 0) & odd, -1.0, 1.0)
-    real_pow = sign * np.exp(t * (log_rho + np.where(over, a, 0.0)))
-    phase = np.where(over, 0.0, t * a)
-    r1t = np.where(over, real_pow + 0j, sign * np.exp(t * log_rho) * np.exp(1j * phase))
-    r1_zero_det = np.real(1 - roots.e1[sel])
-    r1t = np.where(zero_det, np.power(r1_zero_det, t) + 0j, r1t)
-    return 1 - r1t
+    for mask, kind in _regimes(sub):
+        if kind == "zero_det":
+            out[..., mask] = 1 - np.power(np.real(1 - sub.e1[mask]), t)
+            continue
+        log_rho = 0.5 * np.log(sub.det[mask])
+        sign = np.where((sub.sgn[mask] < 0) & odd, -1.0, 1.0)
+        a = sub.a[mask]
+        if kind == "over":
+            out[..., mask] = 1 - sign * np.exp(t * (log_rho + a))
+        else:
+            modulus = sign * np.exp(t * log_rho)
+            out[..., mask] = (1 - modulus * np.cos(t * a)) - 1j * modulus * np.sin(t * a)
+    return out
 
 
 def _subset(roots: RootPair, sel: NDArray[np.bool_]) -> RootPair:
