@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order ``--help`` lists them.
-_SUBCOMMANDS = ("predict",)
+_SUBCOMMANDS = ("predict", "escape", "momentum")
 
 
 class UsageError(ValueError):

@@ -1,0 +1,105 @@
+"""``sgd-dynamics momentum`` through the real dispatcher (registers the subcommand if the lead has not
+yet)."""
+
+import json
+
+import pytest
+
+import sgd_dynamics.cli as cli
+from sgd_dynamics.experiments import momentum_uv
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch):
+    if "momentum" not in cli._SUBCOMMANDS:
+        monkeypatch.setattr(cli, "_SUBCOMMANDS", cli._SUBCOMMANDS + ("momentum",))
+
+
+def _json(capsys, argv):
+    assert cli.main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_advise_uv_model_json(capsys):
+    out = _json(
+        capsys,
+        [
+            "momentum",
+            "advise",
+            "--lr",
+            "0.001",
+            "--model",
+            "uv",
+            "--width",
+            "10",
+            "--dataset-size",
+            "5",
+            "--label-noise",
+            "0.5",
+            "--input-variance",
+            "1",
+            "--json",
+        ],
+    )
+    assert set(out) == {"momentum", "constant", "exponent", "tau_relax", "tau_drift"}
+    c = (0.25 * 1 / (5 * 10)) ** (1 / 3)  # 003 eq. 10
+    assert out["constant"] == pytest.approx(c)
+    assert out["momentum"] == pytest.approx(1 - c * 0.001 ** (2 / 3))
+    assert out["exponent"] == 0.6667
+    assert out["tau_relax"] == pytest.approx(2 / (c * 0.001 ** (2 / 3)))
+    # At the eq. 10 constant the two timescales meet.
+    assert out["tau_drift"] == pytest.approx(out["tau_relax"], rel=1e-9)
+
+
+def test_advise_with_constant(capsys):
+    out = _json(capsys, ["momentum", "advise", "--lr", "0.001", "--constant", "0.2", "--json"])
+    assert out["momentum"] == pytest.approx(0.998)
+    assert out["tau_relax"] == pytest.approx(1000.0)
+    assert out["tau_drift"] is None
+    assert cli.main(["momentum", "advise", "--lr", "0.001", "--constant", "0.2"]) == 0
+    assert "momentum beta" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--lr", "0.001"], "--constant"),
+        (["--lr", "0.001", "--constant", "0.2", "--model", "uv"], "--constant"),
+        (["--lr", "-1", "--constant", "0.2"], "--lr"),
+        (["--lr", "0.001", "--constant", "500"], "--constant"),
+        (["--lr", "0.001", "--model", "uv", "--width", "10"], "--dataset-size"),
+        (
+            [
+                "--lr",
+                "0.001",
+                "--model",
+                "uv",
+                "--width",
+                "0",
+                "--dataset-size",
+                "5",
+                "--label-noise",
+                "0.5",
+                "--input-variance",
+                "1",
+            ],
+            "--width",
+        ),
+        (["--lr", "0.001", "--constant", "0.2", "--width", "3"], "--width"),
+    ],
+)
+def test_bad_advise_input_exits_2_with_one_line(capsys, argv, option):
+    assert cli.main(["momentum", "advise", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and option in err
+
+
+def test_experiment_uv_json_shape(capsys, monkeypatch):
+    # Format only (the science is in test_momentum_uv_experiment): a tiny grid instead of --quick's.
+    tiny = momentum_uv.UVStudyConfig(gammas=(0.3, 0.5), lrs=(0.03, 0.1), replicas=4)
+    monkeypatch.setattr(momentum_uv.UVStudyConfig, "quick", classmethod(lambda cls: tiny))
+    out = _json(capsys, ["momentum", "experiment", "uv", "--quick", "--json"])
+    assert set(out) == {"alpha", "constant"} and set(out["alpha"]) == {"0.3", "0.5"}
+    assert all(isinstance(a, float) for a in out["alpha"].values()) and out["constant"] > 0
+    assert cli.main(["momentum", "experiment", "uv", "--quick"]) == 0
+    assert "fitted C" in capsys.readouterr().out
