@@ -11,8 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Subcommand modules, in the order ``--help`` lists them.
-_SUBCOMMANDS = ("predict", "escape", "momentum")
+# Subcommand modules, in the order ``--help`` lists them (``study`` registers demo, study and report).
+_SUBCOMMANDS = ("study", "predict", "escape", "momentum")
 
 
 class UsageError(ValueError):

@@ -25,7 +25,7 @@ from sgd_dynamics.theory.momentum_scaling import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``momentum advise`` and ``momentum experiment uv``."""
+    """Add ``momentum advise``, ``momentum experiment uv`` and ``momentum report``."""
     parser = subparsers.add_parser(
         "momentum",
         help="optimal momentum for label-noise SGD near a valley (003)",
@@ -58,6 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     uv.add_argument("--quick", action="store_true", help="reduced grid that runs in seconds")
     uv.add_argument("--json", action="store_true", help='print {"alpha": {gamma: alpha}, "constant": C}')
     uv.set_defaults(func=_experiment_uv)
+
+    report = sub.add_parser(
+        "report",
+        help="run the vector-UV, matrix-sensing and classifier studies and write the HTML report",
+        description="Writes DIR/momentum_report.html (figures in DIR/figures) and prints its path.",
+    )
+    report.add_argument("--quick", action="store_true", help="reduced configurations that run in seconds")
+    report.add_argument("--out", default="momentum_report", help="output directory (default: momentum_report)")
+    report.set_defaults(func=_report)
 
 
 def _advise(args: argparse.Namespace) -> int:
@@ -153,4 +162,16 @@ def _experiment_uv(args: argparse.Namespace) -> int:
         f"fitted C = {result.constant:.4f} (common T_0 over gamma = "
         f"{', '.join(f'{g:g}' for g in result.drift_gammas)}); paper: 0.2, theory: 0.17"
     )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sgd_dynamics.report.momentum_report import write_momentum_report
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out={args.out!r} is invalid: expected a directory path, not an existing file")
+    print(write_momentum_report(out, quick=args.quick))
     return 0

@@ -26,6 +26,7 @@ drift-regime ``gamma`` values then gives ``C^3 = C_sim^2 / T_0``, to compare wit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -224,3 +225,15 @@ def _common_intercept_constant(
             rhs.append(math.log(p.timescale))
     coef = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
     return float((c_sim**2 / math.exp(coef[0])) ** (1 / 3))
+
+
+def run_activation_sweep(
+    cfg: UVStudyConfig = UVStudyConfig(), activations: tuple[Activation, ...] = ("linear", "tanh", "relu")
+) -> dict[str, UVStudyResult]:
+    """The same study with a linear, tanh and ReLU first layer (003 Fig. 1b-d and App. A.1).
+
+    For a nonlinear first layer the start is the noiseless-descent point nearest the linear projection (see
+    :func:`uv_valley_start`); ``C_sim`` stays the linear eq. 10 value, so ``alpha`` is compared across
+    activations at the same momenta.
+    """
+    return {a: run_uv_study(dataclasses.replace(cfg, activation=a)) for a in activations}

@@ -1,0 +1,157 @@
+"""One sweep point of the study: resume training from ``theta*`` with given hyperparameters and track it.
+
+A point is a pure function of its :class:`SweepPoint` (and the study's shared :class:`StudyContext`:
+data, model builder, ``theta*`` and the Hessian directions). It writes ``result.npz`` and ``point.json``
+into its own directory, atomically; a directory with ``result.npz`` is finished and is never recomputed.
+Interrupting a point loses only that point.
+
+Recorded per step: ``||delta_k||^2``, ``||Delta_k||^2 = ||theta_k - theta*||^2``, the projections of
+``theta_k - theta*`` and ``v_k`` on the top Hessian eigenvectors, the loss. At ``noise_snapshots`` steps
+evenly spread over the measurement window ``(burn_in, steps]``, ``tr(Sigma)`` and ``s_i`` are measured at
+the current parameters: the speed prediction of ERRATA 002.3 needs ``Sigma`` where the speed is measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from sgd_dynamics.experiments.training import full_batches, make_optimizer, minibatch_indices, train
+from sgd_dynamics.hyper import Hyperparams
+from sgd_dynamics.measure import TrajectoryTracker, gradient_noise
+
+__all__ = ["StudyContext", "SweepPoint", "load_point", "run_point"]
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Hyperparameters and measurement lengths of one resumed run."""
+
+    lr: float
+    momentum: float
+    batch_size: int
+    weight_decay: float
+    sampler: str
+    steps: int
+    burn_in: int
+    noise_snapshots: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.steps, int) and self.steps >= 10):
+            raise ValueError(f"steps={self.steps!r} is invalid: expected an integer >= 10")
+        if not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.steps - 1):
+            raise ValueError(f"burn_in={self.burn_in!r} is invalid: expected an integer in [0, steps - 1)")
+        if not (isinstance(self.noise_snapshots, int) and self.noise_snapshots >= 1):
+            raise ValueError(f"noise_snapshots={self.noise_snapshots!r} is invalid: expected an integer >= 1")
+
+    def hyper(self, dataset_size: int) -> Hyperparams:
+        """The validated :class:`Hyperparams` of this point."""
+        return Hyperparams(
+            lr=self.lr,
+            momentum=self.momentum,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            dataset_size=dataset_size,
+            sampler=self.sampler,
+        )
+
+    @property
+    def key(self) -> str:
+        """A stable short hash of every field."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def name(self) -> str:
+        """Readable, unique directory name."""
+        short = "wr" if self.sampler == "with_replacement" else "wor"
+        return f"lr{self.lr:g}_m{self.momentum:g}_S{self.batch_size}_{short}_{self.key}"
+
+    def noise_steps(self) -> np.ndarray:
+        """Steps (1-based, after the step) at which ``Sigma`` is measured: evenly spread over the window."""
+        j = np.arange(1, self.noise_snapshots + 1)
+        return (self.burn_in + np.round(j * (self.steps - self.burn_in) / self.noise_snapshots)).astype(
+            np.int64
+        )
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What every point shares: data, model factory, loss, ``theta*`` and the Hessian directions ``(k, m)``."""
+
+    x: Tensor
+    y: Tensor
+    build_model: Any  # () -> nn.Module with the architecture of theta*
+    loss_fn: Any
+    theta_star: dict[str, Tensor]  # state_dict (parameters and buffers)
+    directions: Tensor  # (k, m), float32, rows q_i
+
+
+def _model_at_theta_star(ctx: StudyContext) -> nn.Module:
+    model = ctx.build_model()
+    model.load_state_dict(ctx.theta_star)
+    return model
+
+
+def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Path:
+    """Run (or skip, when finished) one sweep point; returns the path of its ``result.npz``."""
+    directory = Path(directory)
+    result = directory / "result.npz"
+    if result.exists():
+        return result
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "point.json").write_text(json.dumps(asdict(point), indent=1))
+    hyper = point.hyper(len(ctx.x))
+    model = _model_at_theta_star(ctx)
+    optimizer = make_optimizer(model, hyper)
+    tracker = TrajectoryTracker(model, optimizer, directions=ctx.directions)
+    batches = minibatch_indices(len(ctx.x), point.batch_size, point.sampler, point.seed)
+    noise_at = {int(s): i for i, s in enumerate(point.noise_steps())}
+    k = ctx.directions.shape[0]
+    noise_trace = np.full(len(noise_at), np.nan)
+    noise_modes = np.full((len(noise_at), k), np.nan)
+    data = full_batches(ctx.x, ctx.y)
+    q = ctx.directions.T.double()
+
+    def on_step(step: int, loss: float) -> None:
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"point {point.name} diverged at step {step}: loss={loss:.3g}")
+        tracker.record(loss=loss)
+        if step in noise_at:
+            noise = gradient_noise(model, ctx.loss_fn, data, directions=q, chunk_size=250)
+            noise_trace[noise_at[step]] = noise.trace
+            noise_modes[noise_at[step]] = noise.mode_noise
+            model.train()
+
+    train(model, optimizer, ctx.x, ctx.y, ctx.loss_fn, point.steps, batches, on_step=on_step)
+    h = tracker.history
+    arrays = {
+        "steps": np.asarray(h["step"], np.int64) if "step" in h else np.arange(1, point.steps + 1),
+        "local_sq_displacement": np.asarray(h["local_sq_displacement"], np.float64),
+        "global_sq_displacement": np.asarray(h["global_sq_displacement"], np.float64),
+        "position_projection": np.asarray(h["position_projection"], np.float32),
+        "velocity_projection": np.asarray(h["velocity_projection"], np.float32),
+        "loss": np.asarray(h["loss"], np.float64) if "loss" in h else np.full(point.steps, np.nan),
+        "noise_steps": point.noise_steps(),
+        "noise_trace": noise_trace,
+        "noise_modes": noise_modes,
+    }
+    tmp = directory / "result.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, result)  # atomic: result.npz exists only when complete
+    return result
+
+
+def load_point(directory: Path | str) -> tuple[SweepPoint, dict[str, np.ndarray]]:
+    """The configuration and arrays of a finished point."""
+    directory = Path(directory)
+    point = SweepPoint(**json.loads((directory / "point.json").read_text()))
+    with np.load(directory / "result.npz") as f:
+        return point, {name: f[name] for name in f.files}

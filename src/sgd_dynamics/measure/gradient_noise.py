@@ -1,0 +1,238 @@
+"""Gradient-noise statistics from per-example gradients: ``tr Sigma``, ``q^T Sigma q``, ``Sigma = sigma^2 H``.
+
+The per-example gradient covariance at the current parameters (002 eq. 3, population form)::
+
+    Sigma = (1/N) sum_n (g_n - g)(g_n - g)^T,   g = (1/N) sum_n g_n,
+
+uses ``1/N``, not ``1/(N-1)``: a minibatch of ``S`` examples drawn with replacement from the ``N`` has
+gradient covariance exactly ``Sigma / S``, the noise of 002 eqs. 5-8. Its trace feeds the stationary
+speed ``E||delta||^2 = eta^2 tr(Sigma) / (S (1 - beta^2))`` with no fitted constant (002 eq. 18, valid for
+any constant ``Sigma``: ERRATA 002.3). ``s_i = q_i^T Sigma q_i`` along Hessian eigenvectors and the
+least-squares ``sigma^2`` of ``Sigma = sigma^2 H`` (002 section 4, ``s_i = sigma^2 rho_i``) test the
+paper's noise model.
+
+Per-example gradients come from ``torch.func.vmap(torch.func.grad(...))`` over chunks of
+``chunk_size`` examples, so memory is bounded by one ``(chunk_size, m)`` block; chunk statistics are
+merged with the pairwise update of Chan, Golub & LeVeque (1979), which avoids the cancellation of
+``mean ||g_n||^2 - ||g||^2``. They are taken in eval mode: a BatchNorm layer uses its running statistics
+(a per-example gradient through batch statistics is not defined), dropout is off.
+
+Top eigenpairs of ``Sigma``: ``Sigma = G_c^T G_c / N`` for the centred ``(N, m)`` per-example gradient
+matrix ``G_c``, so its nonzero eigenvalues are those of the Gram matrix ``K = G_c G_c^T / N`` and
+``q = G_c^T u / sqrt(N lambda)``. ``method="gram"`` keeps ``G_c`` (``N m`` numbers) and solves ``K``
+exactly; ``method="randomized"`` runs a randomized subspace iteration (Halko, Martinsson & Tropp 2011,
+alg. 4.4) whose every product ``Sigma X`` is one chunked sweep over the data, with memory ``O(m (k + p))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from torch import Tensor, nn
+
+from sgd_dynamics.measure.flat_params import (
+    BatchSource,
+    ParameterLayout,
+    detached_parameters,
+    evaluation_mode,
+    model_output,
+    reiterable,
+    split_batch,
+    to_device,
+)
+from sgd_dynamics.measure.hessian import LossFn
+
+
+def per_example_gradients(model: nn.Module, loss_fn: LossFn, batches: BatchSource, *,
+                          chunk_size: int = 64) -> Iterator[Tensor]:
+    """Flat per-example gradients in blocks of shape ``(c, m)``, ``c <= chunk_size`` (eval mode).
+
+    The loss of example ``n`` is ``loss_fn(model(x_n[None]), y_n[None])``: a mean loss over a batch of one.
+    """
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size={chunk_size!r} is invalid: expected an integer >= 1")
+    layout = ParameterLayout.from_module(model)
+    params = detached_parameters(model)
+
+    def example_loss(p: dict[str, Tensor], x, y: Tensor) -> Tensor:
+        xb = torch.utils._pytree.tree_map(lambda t: t.unsqueeze(0), x)
+        return loss_fn(model_output(model, p, xb), y.unsqueeze(0))
+
+    per_example = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0))
+    with evaluation_mode(model):
+        for batch in reiterable(batches)():
+            inputs, targets, n = split_batch(batch)
+            inputs, targets = to_device(inputs, layout.device), targets.to(layout.device)
+            for start in range(0, n, chunk_size):
+                x = torch.utils._pytree.tree_map(lambda t, s=start: t[s:s + chunk_size], inputs)
+                yield layout.flatten(per_example(params, x, targets[start:start + chunk_size]), batch_dims=1)
+
+
+@dataclass(frozen=True)
+class GradientNoise:
+    """Per-example gradient statistics at fixed parameters (population covariance, ``1/N``)."""
+
+    trace: float                              # tr Sigma
+    mode_noise: NDArray[np.float64]           # s_i = q_i^T Sigma q_i, one per direction
+    mean_gradient: NDArray[np.float64] = field(repr=False)   # g, flat order
+    num_examples: int
+
+    @property
+    def mean_gradient_sq_norm(self) -> float:
+        """``||g||^2``, the squared norm of the full-batch gradient."""
+        return float(self.mean_gradient @ self.mean_gradient)
+
+
+def _directions_matrix(directions: ArrayLike | Tensor | None, layout: ParameterLayout) -> Tensor:
+    m = layout.dim
+    if directions is None:
+        return torch.zeros(m, 0, dtype=layout.dtype, device=layout.device)
+    d = torch.as_tensor(directions)
+    if d.ndim != 2 or d.shape[0] != m:
+        hint = " (transpose a (k, m) matrix of rows)" if d.ndim == 2 and d.shape[1] == m else ""
+        raise ValueError(f"directions has shape {tuple(d.shape)}: expected ({m}, k), one direction per "
+                         f"column in the flat parameter order{hint}")
+    return d.to(dtype=layout.dtype, device=layout.device)
+
+
+def gradient_noise(model: nn.Module, loss_fn: LossFn, batches: BatchSource,
+                   directions: ArrayLike | Tensor | None = None, *, chunk_size: int = 64) -> GradientNoise:
+    """``tr Sigma``, ``s_i = q_i^T Sigma q_i`` for the columns ``q_i`` of ``directions`` (m, k), and ``g``.
+
+    One sweep over the examples of ``batches``; memory one ``(chunk_size, m)`` block of gradients.
+    """
+    layout = ParameterLayout.from_module(model)
+    q = _directions_matrix(directions, layout)
+    count, mean = 0, torch.zeros(layout.dim, dtype=torch.float64, device=layout.device)
+    m2, proj_mean = 0.0, torch.zeros(q.shape[1], dtype=torch.float64, device=layout.device)
+    proj_m2 = torch.zeros_like(proj_mean)
+    for block in per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size):
+        c = block.shape[0]
+        block_mean = block.mean(0)
+        block_m2 = float((block - block_mean).square().sum())
+        proj = block @ q
+        proj_block_mean = proj.mean(0)
+        proj_block_m2 = (proj - proj_block_mean).square().sum(0).double()
+        # Chan et al.: merge (count, mean, M2) of two groups without forming E||g||^2 - ||E g||^2.
+        total = count + c
+        delta = block_mean.double() - mean
+        m2 += block_m2 + float(delta @ delta) * count * c / total
+        mean += delta * (c / total)
+        proj_delta = proj_block_mean.double() - proj_mean
+        proj_m2 += proj_block_m2 + proj_delta.square() * (count * c / total)
+        proj_mean += proj_delta * (c / total)
+        count = total
+    if count == 0:
+        raise ValueError("batches yielded no examples: expected at least one (inputs, targets) batch")
+    return GradientNoise(m2 / count, (proj_m2 / count).cpu().numpy(), mean.cpu().numpy(), count)
+
+
+@dataclass(frozen=True)
+class NoiseCurvatureFit:
+    """Least-squares fit ``s_i = sigma^2 rho_i`` through the origin (002: ``Sigma = sigma^2 H``).
+
+    ``r_squared = 1 - sum (s - sigma^2 rho)^2 / sum (s - mean s)^2`` (centred, so a poor fit through the
+    origin can make it negative). The arrays are kept for a scatter plot of ``s_i`` against ``rho_i``.
+    """
+
+    sigma2: float
+    r_squared: float
+    eigenvalues: NDArray[np.float64]
+    mode_noise: NDArray[np.float64]
+
+    def predicted(self) -> NDArray[np.float64]:
+        """``sigma^2 rho_i``, the fitted line at the measured curvatures."""
+        return self.sigma2 * self.eigenvalues
+
+
+def fit_noise_to_curvature(eigenvalues: ArrayLike, mode_noise: ArrayLike) -> NoiseCurvatureFit:
+    """Fit ``sigma^2`` in ``q_i^T Sigma q_i = sigma^2 rho_i`` by least squares through the origin.
+
+    >>> fit = fit_noise_to_curvature([1.0, 2.0, 4.0], [0.5, 1.0, 2.0])
+    >>> fit.sigma2, fit.r_squared
+    (0.5, 1.0)
+    """
+    rho = np.asarray(eigenvalues, dtype=np.float64)
+    s = np.asarray(mode_noise, dtype=np.float64)
+    if rho.ndim != 1 or rho.shape != s.shape or rho.size < 2:
+        raise ValueError(f"eigenvalues and mode_noise have shapes {rho.shape} and {s.shape}: expected two "
+                         "1-D arrays of the same length >= 2")
+    if not (np.all(np.isfinite(rho)) and np.all(np.isfinite(s))):
+        raise ValueError("eigenvalues and mode_noise must be finite")
+    if not np.any(rho != 0):
+        raise ValueError("eigenvalues are all zero: expected at least one nonzero curvature to fit sigma^2")
+    sigma2 = float(rho @ s / (rho @ rho))
+    spread = float(np.sum((s - s.mean()) ** 2))
+    residual = float(np.sum((s - sigma2 * rho) ** 2))
+    r_squared = 1.0 - residual / spread if spread > 0 else (1.0 if residual == 0 else -np.inf)
+    return NoiseCurvatureFit(sigma2, r_squared, rho, s)
+
+
+@dataclass(frozen=True)
+class NoiseEigenpairs:
+    """Top eigenpairs of ``Sigma``, descending, eigenvectors as columns in the flat order."""
+
+    eigenvalues: NDArray[np.float64]
+    eigenvectors: NDArray[np.float64] = field(repr=False)
+    method: str
+    num_examples: int
+
+
+def noise_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: BatchSource, k: int = 10, *,
+                     method: Literal["auto", "gram", "randomized"] = "auto", chunk_size: int = 64,
+                     max_gram_numbers: int = 2**26, oversampling: int = 10, power_iterations: int = 3,
+                     seed: int = 0) -> NoiseEigenpairs:
+    """Top-``k`` eigenpairs of the per-example gradient covariance ``Sigma``.
+
+    ``"gram"``: exact, from the ``N x N`` Gram matrix of centred per-example gradients (keeps ``N m``
+    numbers). ``"randomized"``: ``power_iterations + 2`` sweeps over the data with a block of
+    ``k + oversampling`` vectors, then Rayleigh-Ritz; accurate when the spectrum decays.
+    ``"auto"``: ``"gram"`` when ``N m <= max_gram_numbers``, else ``"randomized"``.
+    """
+    if not (isinstance(k, (int, np.integer)) and k >= 1):
+        raise ValueError(f"k={k!r} is invalid: expected an integer >= 1")
+    if method not in ("auto", "gram", "randomized"):
+        raise ValueError(f"method={method!r} is invalid: expected 'auto', 'gram' or 'randomized'")
+    layout = ParameterLayout.from_module(model)
+    if method == "auto":
+        n = sum(split_batch(b)[2] for b in reiterable(batches)())
+        method = "gram" if n * layout.dim <= max_gram_numbers else "randomized"
+    if method == "gram":
+        g = torch.cat(list(per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size))).double()
+        n = g.shape[0]
+        if k > n - 1:
+            raise ValueError(f"k={k} is invalid: Sigma from N={n} examples has rank <= N - 1 = {n - 1}")
+        g -= g.mean(0)
+        lam, u = torch.linalg.eigh(g @ g.T / n)
+        lam, u = lam.flip(0)[:k], u.flip(1)[:, :k]
+        vecs = g.T @ u / torch.sqrt(n * lam.clamp_min(torch.finfo(lam.dtype).tiny))
+        return NoiseEigenpairs(lam.cpu().numpy(), vecs.cpu().numpy(), "gram", n)
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(rng.standard_normal((layout.dim, k + oversampling)), dtype=torch.float64,
+                        device=layout.device)
+    for _ in range(power_iterations + 1):
+        x, _ = torch.linalg.qr(_covariance_product(model, loss_fn, batches, x, chunk_size)[0])
+    y, n = _covariance_product(model, loss_fn, batches, x, chunk_size)
+    lam, s = torch.linalg.eigh(x.T @ y)
+    lam, s = lam.flip(0)[:k], s.flip(1)[:, :k]
+    return NoiseEigenpairs(lam.cpu().numpy(), (x @ s).cpu().numpy(), "randomized", n)
+
+
+def _covariance_product(model: nn.Module, loss_fn: LossFn, batches: BatchSource, x: Tensor,
+                        chunk_size: int) -> tuple[Tensor, int]:
+    """``Sigma X = (1/N) G^T (G X) - g (g^T X)`` in one sweep (float64 accumulation)."""
+    acc = torch.zeros_like(x)
+    grad_sum = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    count = 0
+    for block in per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size):
+        block = block.double()
+        acc += block.T @ (block @ x)
+        grad_sum += block.sum(0)
+        count += block.shape[0]
+    mean = grad_sum / count
+    return acc / count - torch.outer(mean, mean @ x), count

@@ -1,0 +1,374 @@
+"""The momentum-scaling report (003): vector UV model, matrix sensing and an MNIST-1D classifier, one HTML page.
+
+Figures, each with a two-sentence reading written from the measured numbers:
+
+1. the vector-UV timescale ``T_c`` against ``eta`` per ``gamma`` with the power-law fits, and at ``gamma = 0.3``
+   the prediction ``tau_2 / 2`` of 003 eq. 9 (the decay time of ``|u|^2 + |v|^2``);
+2. ``alpha(gamma)`` against ``2 (1 - gamma)`` (and the paper's ``gamma`` above 2/3, ERRATA 003.8) for a
+   linear, tanh and ReLU first layer;
+3. matrix sensing: trace of the Hessian and test error against steps per ``beta`` (003 App. A.2);
+4. the classifier: the hinge fits of 003 eq. 14 per ``eta`` and ``1 - beta*`` against ``eta`` with the
+   power-law fit and the predicted exponent 2/3.
+
+:func:`build_momentum_report` writes the page from results already computed; :func:`write_momentum_report`
+runs the studies first (``quick=True``: the reduced configurations used by the tests).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sgd_dynamics.experiments.label_noise_classifier import (
+    ClassifierConfig,
+    ClassifierResult,
+    run_classifier_study,
+)
+from sgd_dynamics.experiments.matrix_sensing import (
+    MatrixSensingConfig,
+    MatrixSensingResult,
+    run_matrix_sensing,
+)
+from sgd_dynamics.experiments.momentum_uv import (
+    UVStudyConfig,
+    UVStudyResult,
+    gamma_key,
+    run_activation_sweep,
+)
+from sgd_dynamics.report.html import Comparison, ReportSection, Table, write_report
+from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT, timescale_exponent, uv_drift_time
+
+__all__ = ["MomentumResults", "build_momentum_report", "run_momentum_studies", "write_momentum_report"]
+
+_DRIFT_GAMMAS = (0.3, 0.4, 0.5)
+
+
+@dataclass(frozen=True)
+class MomentumResults:
+    """Everything the page shows: the vector-UV study per activation, matrix sensing, the classifier."""
+
+    uv: dict[str, UVStudyResult]
+    sensing: MatrixSensingResult
+    classifier: ClassifierResult
+    seconds: dict[str, float]
+
+
+def run_momentum_studies(quick: bool = False) -> MomentumResults:
+    """Run the three studies (``quick``: reduced grids, seconds instead of minutes)."""
+    seconds = {}
+    t = time.perf_counter()
+    if quick:
+        uv_cfg = UVStudyConfig.quick(gammas=(0.3, 0.5, 0.8), lrs=(0.01, 0.03, 0.1), replicas=8)
+        ms_cfg = MatrixSensingConfig(
+            momenta=(0.9, 0.97, 0.99, 0.998), steps=2000, replicas=1, record_every=50
+        )
+        cl_cfg = ClassifierConfig.quick()
+    else:
+        uv_cfg, ms_cfg, cl_cfg = UVStudyConfig(), MatrixSensingConfig(), ClassifierConfig()
+    uv = run_activation_sweep(uv_cfg)
+    seconds["vector UV (3 activations)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sensing = run_matrix_sensing(ms_cfg)
+    seconds["matrix sensing"] = time.perf_counter() - t
+    t = time.perf_counter()
+    classifier = run_classifier_study(cl_cfg)
+    seconds["classifier"] = time.perf_counter() - t
+    return MomentumResults(uv, sensing, classifier, seconds)
+
+
+def write_momentum_report(out_dir: Path | str, quick: bool = False) -> Path:
+    """Run the studies and write ``out_dir/momentum_report.html`` (figures in ``out_dir/figures``)."""
+    return build_momentum_report(out_dir, run_momentum_studies(quick))
+
+
+# ----------------------------------------------------------------------------------------------- figures
+
+
+def _figure(ncols: int = 1, width: float = 4.4, height: float = 3.4):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    return fig, np.atleast_1d(fig.subplots(1, ncols, squeeze=False)).ravel()
+
+
+def _gamma03_ratios(res: UVStudyResult) -> list[tuple[float, float, float]]:
+    """``(eta, fitted T_c, predicted tau_2 / 2)`` at ``gamma = 0.3`` (003 eq. 9)."""
+    cfg = res.config
+    out = []
+    for p in res.points:
+        if math.isclose(p.gamma, 0.3):
+            pred = uv_drift_time(p.lr, p.momentum, cfg.width, cfg.dataset_size, cfg.label_noise, 1.0) / 2
+            out.append((p.lr, p.timescale, pred))
+    return out
+
+
+def _timescale_figure(res: UVStudyResult):
+    fig, (ax,) = _figure(width=5.6, height=4.0)
+    for gamma in res.config.gammas:
+        key = gamma_key(gamma)
+        pts = [p for p in res.points if p.gamma == gamma]
+        lrs = np.array([p.lr for p in pts])
+        (line,) = ax.plot(
+            lrs, [p.timescale for p in pts], "o", label=rf"$\gamma$={key}: $\alpha$={res.alpha[key]:.3f}"
+        )
+        ax.plot(lrs, res.prefactor[key] * lrs ** -res.alpha[key], "-", color=line.get_color(), lw=1)
+    g03 = _gamma03_ratios(res)
+    if g03:
+        ax.plot(
+            [r[0] for r in g03], [r[2] for r in g03], "kx", ms=9, label=r"eq. 9: $\tau_2/2$ at $\gamma$=0.3"
+        )
+    ax.set(xscale="log", yscale="log", xlabel=r"learning rate $\eta$", ylabel=r"timescale $T_c$ [steps]")
+    ax.legend(fontsize=6.5)
+    return fig
+
+
+def _alpha_figure(uv: dict[str, UVStudyResult]):
+    fig, (ax,) = _figure(width=5.2, height=3.8)
+    g = np.linspace(0.25, 0.95, 200)
+    ax.plot(g, 2 * (1 - g), "k-", lw=1, label=r"$2(1-\gamma)$ (drift, eq. 7)")
+    ax.plot(g, [timescale_exponent(x) for x in g], "k--", lw=1, label=r"paper: $\max(2-2\gamma, \gamma)$")
+    for (name, res), marker in zip(uv.items(), "osD", strict=False):
+        gam = np.array(res.config.gammas)
+        ax.plot(gam, [res.alpha[gamma_key(x)] for x in gam], marker, mfc="none", label=f"{name} (fit)")
+    ax.axvline(OPTIMAL_EXPONENT, color="grey", lw=0.6, ls=":")
+    ax.set(xlabel=r"$\gamma$ in $1-\beta = C\eta^\gamma$", ylabel=r"fitted exponent $\alpha$", ylim=(0, 2))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _sensing_figure(res: MatrixSensingResult):
+    fig, axes = _figure(2, width=4.6)
+    for i, beta in enumerate(res.config.momenta):
+        axes[0].plot(res.steps, res.trace_hessian[i], lw=1, label=rf"$\beta$={beta:g}")
+        axes[1].plot(res.steps, np.maximum(res.test_error[i], 1e-12), lw=1, label=rf"$\beta$={beta:g}")
+    axes[0].set(xlabel="step", ylabel="trace of the Hessian", yscale="log")
+    axes[1].set(xlabel="step", ylabel=r"test error $\|UV-X^*\|_F^2/d$", yscale="log")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def _classifier_figure(res: ClassifierResult):
+    fig, axes = _figure(2, width=4.8)
+    ax = axes[0]
+    for s in res.sweeps:
+        x = -np.log10(1 - s.momenta)
+        (line,) = ax.plot(x, s.travelled, "o", label=rf"$\eta$={s.lr:g}: $\beta^*$={s.best_momentum:.4f}")
+        xs = np.linspace(x.min(), x.max(), 400)
+        ax.plot(xs, s.hinge.predict(xs), "-", color=line.get_color(), lw=1)
+        ax.axvline(s.hinge.breakpoint, color=line.get_color(), lw=0.6, ls=":")
+    ax.set(xlabel=r"$-\log_{10}(1-\beta)$", ylabel=r"$A=\log(\mathrm{Tr}H_0/\mathrm{Tr}H)$ after projection")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    lrs = np.array([s.lr for s in res.sweeps])
+    one_minus = np.array([1 - s.best_momentum for s in res.sweeps])
+    ci = np.array([s.best_momentum_interval for s in res.sweeps])
+    err = np.abs(np.stack([one_minus - (1 - ci[:, 1]), (1 - ci[:, 0]) - one_minus]))
+    ax.errorbar(lrs, one_minus, yerr=err, fmt="o", capsize=3, label=r"$1-\beta^*$ (hinge, 95% CI)")
+    xs = np.geomspace(lrs.min(), lrs.max(), 50)
+    ax.plot(
+        xs,
+        res.constant * xs**res.exponent,
+        "-",
+        label=rf"fit: $C$={res.constant:.3f}, $\gamma^*$={res.exponent:.3f}",
+    )
+    anchor = math.exp(np.mean(np.log(one_minus)) - OPTIMAL_EXPONENT * np.mean(np.log(lrs)))
+    ax.plot(xs, anchor * xs**OPTIMAL_EXPONENT, "k--", lw=1, label=r"slope 2/3")
+    ax.set(xscale="log", yscale="log", xlabel=r"$\eta$", ylabel=r"$1-\beta^*$")
+    ax.legend(fontsize=7)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------- page
+
+
+def _interval(ci: tuple[float, float]) -> str:
+    return f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def build_momentum_report(out_dir: Path | str, results: MomentumResults) -> Path:
+    """Write ``out_dir/momentum_report.html`` from computed results; returns its path."""
+    uv, ms, cl = results.uv, results.sensing, results.classifier
+    lin = uv["linear"]
+    summary: list[Comparison] = []
+    for name, res in uv.items():
+        for g in _DRIFT_GAMMAS:
+            key = gamma_key(g)
+            if key in res.alpha:
+                summary.append(
+                    Comparison(
+                        f"alpha(gamma={key}), {name} first layer",
+                        2 * (1 - g),
+                        res.alpha[key],
+                        tolerance=0.05,
+                        note="2(1 - gamma), 003 eq. 7",
+                    )
+                )
+    g03 = _gamma03_ratios(lin)
+    for eta, fitted, pred in g03:
+        summary.append(
+            Comparison(
+                f"decay time of |u|^2+|v|^2, gamma=0.3, eta={eta:.3g} [steps]",
+                pred,
+                fitted,
+                tolerance=0.10,
+                note="tau_2/2 of 003 eq. 9 (drift governs at gamma=0.3)",
+            )
+        )
+    summary.append(
+        Comparison(
+            "C (common T_0, linear)",
+            lin.theoretical_constant,
+            lin.constant,
+            note="eq. 10; the paper fits 0.2 against 0.17",
+        )
+    )
+    summary.append(
+        Comparison(
+            "matrix sensing: 1 - beta*",
+            ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT,
+            1 - ms.best_momentum,
+            note=f"grid argmin over beta in {list(ms.config.momenta)} (ERRATA 003.6)",
+        )
+    )
+    summary.append(
+        Comparison(
+            "classifier: gamma*",
+            OPTIMAL_EXPONENT,
+            cl.exponent,
+            note=f"95% CI {_interval(cl.exponent_interval)}",
+        )
+    )
+
+    readings = []
+    a03 = [lin.alpha.get(gamma_key(g), math.nan) for g in _DRIFT_GAMMAS]
+    worst = max(abs(a / (2 * (1 - g)) - 1) for a, g in zip(a03, _DRIFT_GAMMAS, strict=True))
+    ratio_txt = ", ".join(f"{f / p:.3f} (eta={e:.3g})" for e, f, p in g03)
+    readings.append(
+        ReportSection(
+            "Vector UV model: timescale against the learning rate",
+            f"The decay time T_c of |u|^2+|v|^2 from a point of the valley falls as a power of eta for every gamma, "
+            f"and at gamma=0.3 the fitted/predicted ratio against tau_2/2 of eq. 9 is {ratio_txt}. "
+            f"Below gamma=2/3 the drift theory {'holds' if worst <= 0.05 else 'does not hold'} "
+            f"(fitted exponents within {100 * worst:.1f}% of 2(1-gamma)); the fitted C={lin.constant:.3f} against "
+            f"{lin.theoretical_constant:.3f} from eq. 10.",
+            figure=_timescale_figure(lin),
+            name="uv_timescales",
+        )
+    )
+    rows = tuple(
+        (
+            gamma_key(g),
+            2 * (1 - g) if g < OPTIMAL_EXPONENT else math.nan,
+            *(res.alpha[gamma_key(g)] for res in uv.values()),
+        )
+        for g in lin.config.gammas
+    )
+    worst_all = max(
+        abs(res.alpha[gamma_key(g)] / (2 * (1 - g)) - 1)
+        for res in uv.values()
+        for g in _DRIFT_GAMMAS
+        if gamma_key(g) in res.alpha
+    )
+    above = [g for g in lin.config.gammas if g > OPTIMAL_EXPONENT]
+    readings.append(
+        ReportSection(
+            "Exponent alpha(gamma) for linear, tanh and ReLU first layers",
+            f"The fitted exponent follows 2(1-gamma) for gamma in 0.3-0.5 with every activation (largest deviation "
+            f"{100 * worst_all:.1f}%), so the drift prediction holds beyond the linear model. "
+            + (
+                f"Above 2/3 the measured exponents ({', '.join(f'{gamma_key(g)}: {lin.alpha[gamma_key(g)]:.2f}' for g in above)}"
+                f" for the linear model) are not gamma, as ERRATA 003.8 anticipates; they are reported as measured."
+                if above
+                else "No gamma above 2/3 was run."
+            ),
+            figure=_alpha_figure(uv),
+            name="uv_alpha",
+            table=Table(("gamma", "2(1-gamma)", *(f"alpha, {n}" for n in uv)), rows),
+        )
+    )
+    times = ", ".join(
+        f"{b:g}: {t:.0f}" if math.isfinite(t) else f"{b:g}: not reached"
+        for b, t in zip(ms.config.momenta, ms.time_to_level, strict=True)
+    )
+    pred_beta = 1 - ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT
+    readings.append(
+        ReportSection(
+            "Matrix sensing: trace of the Hessian and test error per momentum",
+            f"Steps to bring the trace within {100 * ms.config.level:g}% of its floor per beta are {times}, so the "
+            f"speed along the valley is non-monotone in beta with the fastest at beta={ms.best_momentum:g}. "
+            f"The corrected prediction (ERRATA 003.6) is beta*={pred_beta:.4f}; the measured optimum "
+            f"{'agrees with it to the resolution of the grid' if abs((1 - ms.best_momentum) / (1 - pred_beta) - 1) < 0.5 else 'differs from it'}.",
+            figure=_sensing_figure(ms),
+            name="matrix_sensing",
+        )
+    )
+    cl_rows = tuple(
+        (
+            s.lr,
+            s.best_momentum,
+            _interval(s.best_momentum_interval),
+            1 - s.best_momentum,
+            float(np.max(s.travelled)),
+            float(np.max(s.test_accuracy)),
+        )
+        for s in cl.sweeps
+    )
+    inside = cl.exponent_interval[0] <= OPTIMAL_EXPONENT <= cl.exponent_interval[1]
+    readings.append(
+        ReportSection(
+            "MNIST-1D classifier: optimal momentum against the learning rate",
+            f"Left: the log-decrease of the Hessian trace after a fixed budget of label-noise steps and projection, "
+            f"against -log10(1-beta), with the hinge of eq. 14 per eta; right: 1-beta* against eta, fitted as "
+            f"C eta^gamma* with C={cl.constant:.3g} {_interval(cl.constant_interval)} and "
+            f"gamma*={cl.exponent:.3f} {_interval(cl.exponent_interval)}. "
+            f"The predicted exponent 2/3 is {'inside' if inside else 'outside'} the 95% interval, so at this scale "
+            f"the classifier {'is consistent with' if inside else 'does not confirm'} the 2/3 law.",
+            figure=_classifier_figure(cl),
+            name="classifier",
+            table=Table(
+                ("eta", "beta*", "95% CI", "1-beta*", "max A", "best test acc."),
+                cl_rows,
+                caption=f"start: Tr H = {cl.start_trace_hessian:.4g}, train loss {cl.start_train_loss:.2g}, "
+                f"test accuracy {cl.start_test_accuracy:.3f}",
+            ),
+        )
+    )
+    off = [
+        (s.lr, float(b))
+        for s in cl.sweeps
+        for b, loss in zip(s.momenta, s.train_loss, strict=True)
+        if loss >= cl.config.valley_loss
+    ]
+    limitations = [
+        f"{len(off)} of {sum(s.momenta.size for s in cl.sweeps)} classifier runs did not return below the valley "
+        f"loss {cl.config.valley_loss:g} within {cl.config.projection_steps} projection steps (eta, beta: "
+        f"{', '.join(f'{e:g}, {b:g}' for e, b in off) or 'none'}); they are the largest beta at each eta, "
+        "where the transverse spread eps^2 eta/(1-beta) leaves the quadratic regime, so the right branch of "
+        "the hinge there reflects leaving the valley rather than the relaxation time tau_1 alone.",
+        "The classifier measures speed along the valley by the decrease of the Hessian trace within a fixed step "
+        "budget; when a run saturates (reaches the flat region before the budget ends) the hinge flattens and "
+        "beta* is less sharply determined.",
+        "Above gamma = 2/3 the vector-UV decay is dominated by slow, oscillating relaxation; the theory gives only "
+        "the scaling, and the fitted exponents there are not gamma (ERRATA 003.8).",
+        "The constant C of eq. 10 assumes a linear first layer; for tanh and ReLU the same C_sim is used.",
+    ]
+    metadata = {
+        "vector UV config": asdict(lin.config) | {"activation": list(uv)},
+        "matrix sensing config": asdict(ms.config),
+        "classifier config": asdict(cl.config),
+        "wall seconds": {k: round(v, 1) for k, v in results.seconds.items()},
+    }
+    return write_report(
+        Path(out_dir) / "momentum_report.html",
+        "Momentum scaling for label-noise SGD (1 - beta = C eta^(2/3))",
+        readings,
+        summary=summary,
+        limitations=limitations,
+        metadata=metadata,
+        introduction="Reproduction of the two-timescale picture of 003 on a solvable model, "
+        "matrix sensing and a small MNIST-1D classifier.",
+    )

@@ -1,0 +1,182 @@
+"""TrajectoryTracker against a direct recomputation from explicit parameter copies at every step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sgd_dynamics.measure import LinearSchedule, LogSchedule, TrajectoryTracker
+
+LOSS = nn.functional.cross_entropy
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def _mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+
+
+def _flat(tensors) -> np.ndarray:
+    return torch.cat([t.detach().reshape(-1) for t in tensors]).numpy().copy()
+
+
+def _train(model, optimizer, tracker, steps: int, seed: int = 0, tensor_loss: bool = False,
+           read_history_at: tuple[int, ...] = ()):
+    """SGD on random minibatches; returns explicit copies of theta_k (k = 0..steps) and the losses."""
+    g = torch.Generator().manual_seed(seed)
+    thetas, losses = [_flat(model.parameters())], []
+    for k in range(1, steps + 1):
+        x = torch.randn(16, 8, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 3, (16,), generator=g)
+        optimizer.zero_grad()
+        loss = LOSS(model(x), y)
+        loss.backward()
+        optimizer.step()
+        tracker.record(loss=loss.detach() if tensor_loss else loss.item())
+        thetas.append(_flat(model.parameters()))
+        losses.append(loss.item())
+        if k in read_history_at:
+            tracker.history  # noqa: B018 - reading flushes a partial block mid-run
+    return np.array(thetas), np.array(losses)
+
+
+def _expected(thetas, losses, steps, directions, lr):
+    """Direct recomputation at the given (1-based) steps; velocity from theta_k - theta_{k-1} = lr v_k."""
+    steps = np.asarray(steps)
+    pos = thetas[steps] - thetas[0]
+    delta = thetas[steps] - thetas[steps - 1]
+    vel = delta / lr
+    return {
+        "step": steps,
+        "loss": losses[steps - 1],
+        "local_sq_displacement": np.sum(delta**2, axis=1),
+        "global_sq_displacement": np.sum(pos**2, axis=1),
+        "position_projection": pos @ directions.T,
+        "velocity_projection": vel @ directions.T,
+    }
+
+
+def _assert_history(history, expected):
+    for key, value in expected.items():
+        assert history[key].shape == value.shape, key
+        np.testing.assert_allclose(history[key], value, rtol=1e-9, atol=1e-14, err_msg=key)
+
+
+@pytest.mark.parametrize(("momentum", "weight_decay"), [(0.9, 0.0), (0.9, 1e-2), (0.0, 0.0), (0.0, 1e-2)])
+def test_every_step_matches_direct_recomputation(momentum, weight_decay):
+    model = _mlp()
+    m = sum(p.numel() for p in model.parameters())
+    directions = torch.from_numpy(np.random.default_rng(0).standard_normal((5, m)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum, weight_decay=weight_decay)
+    tracker = TrajectoryTracker(model, opt, directions=directions, block_size=4)
+    thetas, losses = _train(model, opt, tracker, 23, read_history_at=(6,))
+    steps = np.arange(1, 24)
+    _assert_history(tracker.history, _expected(thetas, losses, steps, directions.numpy(), 0.05))
+
+
+def test_velocity_is_minus_momentum_buffer():
+    model = _mlp(1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5, weight_decay=1e-3)
+    tracker = TrajectoryTracker(model, opt, directions=torch.eye(sum(p.numel() for p in model.parameters())))
+    _train(model, opt, tracker, 3)
+    buffer = _flat(opt.state[p]["momentum_buffer"] for p in model.parameters())
+    np.testing.assert_array_equal(tracker.history["velocity_projection"][-1], -buffer)
+
+
+@pytest.mark.parametrize("schedule", [3, LinearSchedule(stride=5, start=2), LogSchedule(points_per_decade=4)])
+def test_schedules_match_direct_recomputation(schedule):
+    model = _mlp(2)
+    m = sum(p.numel() for p in model.parameters())
+    directions = torch.from_numpy(np.random.default_rng(1).standard_normal((3, m)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.8, weight_decay=1e-3)
+    tracker = TrajectoryTracker(model, opt, directions=directions, schedule=schedule, block_size=2,
+                                snapshot_schedule=LogSchedule(points_per_decade=1))
+    thetas, losses = _train(model, opt, tracker, 40, tensor_loss=True, read_history_at=(11,))
+    rule = LinearSchedule(schedule) if isinstance(schedule, int) else schedule
+    steps = [k for k in range(1, 41) if rule(k)]
+    expected_steps = {3: list(range(1, 41, 3)), 5: list(range(2, 41, 5))}
+    if isinstance(schedule, LogSchedule):
+        # round(10^(j/4)) for j = 0..6: 1, 2 (1.78), 3 (3.16), 6 (5.62), 10, 18 (17.8), 32 (31.6)
+        assert steps == [1, 2, 3, 6, 10, 18, 32]
+    else:
+        assert steps == expected_steps[rule.stride]
+    h = tracker.history
+    _assert_history(h, _expected(thetas, losses, steps, directions.numpy(), 0.02))
+    snap = np.array([k for k in (1, 10) if k in steps], dtype=int)
+    np.testing.assert_array_equal(h["snapshot_step"], snap)
+    np.testing.assert_allclose(h["position_snapshot"], thetas[snap], rtol=0, atol=0)
+    np.testing.assert_allclose(h["velocity_snapshot"], (thetas[snap] - thetas[snap - 1]) / 0.02,
+                               rtol=1e-9, atol=1e-14)
+
+
+def test_param_groups_frozen_parameters_and_no_directions():
+    model = _mlp(3)
+    model[0].bias.requires_grad_(False)
+    opt = torch.optim.SGD([{"params": [model[0].weight], "lr": 0.1, "momentum": 0.0, "weight_decay": 1e-2},
+                           {"params": list(model[2].parameters()), "lr": 0.03, "momentum": 0.9}], lr=0.5)
+    tracker = TrajectoryTracker(model, opt, directions=None)
+    m = sum(p.numel() for p in model.parameters())
+    eye = TrajectoryTracker(model, opt, directions=torch.eye(m, dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    prev = _flat(model.parameters())
+    for _ in range(4):
+        x, y = torch.randn(16, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        LOSS(model(x), y).backward()
+        opt.step()
+        tracker.record()
+        eye.record()
+        theta = _flat(model.parameters())
+        lr = np.concatenate([np.full(model[0].weight.numel(), 0.1), np.full(model[0].bias.numel(), np.inf),
+                             np.full(sum(p.numel() for p in model[2].parameters()), 0.03)])
+        expected_velocity = (theta - prev) / lr      # frozen bias: 0 / inf = 0
+        prev = theta
+    h = tracker.history
+    assert h["position_projection"].shape == (4, 0) and h["velocity_projection"].shape == (4, 0)
+    assert np.all(np.isnan(h["loss"]))
+    np.testing.assert_allclose(eye.history["velocity_projection"][-1], expected_velocity,
+                               rtol=1e-9, atol=1e-14)
+
+
+def test_history_is_a_copy_and_stable_across_reads():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    tracker = TrajectoryTracker(model, opt, block_size=3)
+    _train(model, opt, tracker, 7)
+    first = tracker.history
+    first["global_sq_displacement"][:] = -1.0
+    second = tracker.history
+    assert np.all(second["global_sq_displacement"] > 0) and len(second["step"]) == 7
+
+
+def test_bad_input_messages():
+    model = _mlp()
+    m = sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError, match=r"\['nesterov'\]=True is invalid: expected nesterov=False"):
+        TrajectoryTracker(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True))
+    with pytest.raises(ValueError, match=r"\['dampening'\]=0.5 is invalid: expected dampening=0"):
+        TrajectoryTracker(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, dampening=0.5))
+    with pytest.raises(ValueError, match=r"optimizer=Adam is invalid: expected torch.optim.SGD"):
+        TrajectoryTracker(model, torch.optim.Adam(model.parameters()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=rf"directions has shape \({m}, 2\): expected \(k, {m}\).*transpose"):
+        TrajectoryTracker(model, opt, directions=torch.zeros(m, 2))
+    with pytest.raises(ValueError, match=rf"directions has shape \(3,\): expected \(k, {m}\)"):
+        TrajectoryTracker(model, opt, directions=torch.zeros(3))
+    with pytest.raises(ValueError, match=r"schedule=0 is invalid: expected a stride >= 1"):
+        TrajectoryTracker(model, opt, schedule=0)
+    with pytest.raises(ValueError, match=r"points_per_decade=0 is invalid"):
+        LogSchedule(points_per_decade=0)
+    with pytest.raises(ValueError, match=r"block_size=0 is invalid"):
+        TrajectoryTracker(model, opt, block_size=0)
+    other = _mlp(5)
+    with pytest.raises(ValueError, match=r"optimizer does not update any parameter of model"):
+        TrajectoryTracker(other, opt)
+    tracker = TrajectoryTracker(model, opt)
+    LOSS(model(torch.randn(4, 8, dtype=torch.float64)), torch.zeros(4, dtype=torch.long)).backward()
+    opt.step()
+    opt.zero_grad()
+    with pytest.raises(RuntimeError, match=r"call tracker.record\(\) after optimizer.step\(\) and before"):
+        tracker.record()
