@@ -46,7 +46,7 @@ def test_readable_table_and_potential_without_barrier(capsys):
     (["--temperature", "0"], "--temperature 0.0 is invalid"),
     (["--temperature", "nan"], "--temperature nan is invalid"),
     (["--start", "0"], "--start 0.0 is already at --target"),
-    (["--temperature", "0.1"], "--temperature 0.1: the Monte Carlo needs about"),
+    (["--temperature", "0.05"], "--temperature 0.05: the Monte Carlo needs about"),
     (["--replicas", "1"], "--replicas 1 is invalid"),
 ])
 def test_invalid_input_exits_with_code_2_and_one_line(capsys, argv, message):

@@ -3,13 +3,14 @@
 ``dx = -U'(x) dt + sqrt(2 T) dW`` with ``U`` a safe math expression in ``x``
 (:mod:`sgd_dynamics.theory.potential`). Prints the exact mean first-passage time from ``--start`` to
 ``--target`` (ERRATA 004.4), the Kramers well-to-well time of the well containing ``--start`` over the first
-barrier towards ``--target`` (``null`` when there is no barrier), and the Monte Carlo mean exit time (Euler–Maruyama with the Brownian-bridge
-crossing correction, :func:`sgd_dynamics.simulate.langevin.first_passage_times`).
+barrier towards ``--target`` (``null`` when there is no barrier), and the Monte Carlo mean exit time
+(Euler–Maruyama with the Brownian-bridge crossing correction, compiled:
+:func:`sgd_dynamics.simulate.first_passage.first_passage_times_1d`).
 
-Step size: ``dt = 0.025 / (U''(well) (1 + dU/T))`` (at most 1e-3); at ``T = 0.5`` and ``T = 0.2`` on the double
-well the measured discretisation bias at this step is below 0.5 %, well under the 2.2 % standard error of
-2000 replicas (checked in ``tests/escape``). The run stops after ``--max-steps``; a temperature so low that
-20 exact MFPTs need more steps is refused up front (exit code 2).
+Step size: by default the step whose modelled discretisation bias equals the standard error of the
+replicas (:func:`sgd_dynamics.simulate.first_passage.escape_time_step`); the measured bias is about a quarter
+of that. The double well at ``T = 0.1`` then takes about 7e9 steps for 2000 replicas (about 40 s on two
+cores). A run whose expected number of steps exceeds ``--max-steps`` is refused up front (exit code 2).
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
-import numpy as np
+from tqdm import tqdm
 
-from sgd_dynamics.simulate.langevin import first_passage_times
+from sgd_dynamics.simulate.first_passage import escape_time_step, first_passage_times_1d
 from sgd_dynamics.theory.escape import kramers_time, locate_well_and_barrier, mean_first_passage_time
 from sgd_dynamics.theory.potential import parse_potential
 
-DEFAULT_MAX_STEPS = 4_000_000
+# All replicas together; about 10 minutes on two cores at ~4 ns per step.
+DEFAULT_MAX_STEPS = 150_000_000_000
+# A replica still inside after this many mean first-passage times is reported as not exited.
+_PATIENCE = 50
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,13 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--dt", type=float, default=None, help="Euler–Maruyama step (default: automatic)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS,
-                   help=f"step cap of the Monte Carlo run (default {DEFAULT_MAX_STEPS})")
+                   help="cap on the expected Euler steps of all replicas together "
+                        f"(default {DEFAULT_MAX_STEPS:.3g})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def escape_times(expression: str, temperature: float, start: float, target: float, *, replicas: int = 2000,
-                 seed: int = 0, dt: float | None = None, max_steps: int = DEFAULT_MAX_STEPS) -> dict:
+                 seed: int = 0, dt: float | None = None, max_steps: int = DEFAULT_MAX_STEPS,
+                 progress: bool = False) -> dict:
     """The three escape times as the ``--json`` object; ``ValueError`` naming the option on bad input."""
     try:
         U = parse_potential(expression, variables=("x",))
@@ -59,7 +66,7 @@ def escape_times(expression: str, temperature: float, start: float, target: floa
         raise ValueError(f"--start {start!r} is already at --target {target!r}: expected start != target")
     if replicas < 2:
         raise ValueError(f"--replicas {replicas!r} is invalid: expected an integer >= 2")
-    if max_steps < 1:
+    if not max_steps >= 1:
         raise ValueError(f"--max-steps {max_steps!r} is invalid: expected an integer >= 1")
     u0 = float(U.energy(start))
     if not math.isfinite(u0):
@@ -74,21 +81,25 @@ def escape_times(expression: str, temperature: float, start: float, target: floa
         raise ValueError(f"--potential: {exc}") from None
     if well is not None:
         kramers: float | None = kramers_time(U, temperature, well, barrier)
-        curvature = float(U.hessian(well))
-        barrier_height = float(U.energy(barrier) - U.energy(well))
+        curvature, barrier_curvature = float(U.hessian(well)), float(U.hessian(barrier))
     else:
-        kramers, curvature, barrier_height = None, max(abs(float(U.hessian(start))), 1.0), 0.0
+        kramers, curvature, barrier_curvature = None, max(abs(float(U.hessian(start))), 1.0), 0.0
     if dt is None:
-        dt = min(1e-3, 0.025 / (curvature * (1 + barrier_height / temperature)))
+        dt = escape_time_step(curvature, barrier_curvature, replicas)
     elif not (math.isfinite(dt) and dt > 0):
         raise ValueError(f"--dt {dt!r} is invalid: expected a step > 0")
-    needed = 20 * exact / dt
+    needed = replicas * exact / dt
     if needed > max_steps:
-        raise ValueError(f"--temperature {temperature:g}: the Monte Carlo needs about {needed:.3g} steps of dt={dt:.3g} "
-                         f"(20 exact MFPTs of {exact:.4g}), above --max-steps {max_steps}; raise --temperature "
-                         "or --max-steps")
-    fp = first_passage_times(U.gradient, np.full(replicas, start), temperature, dt, int(math.ceil(needed)),
-                             seed, target=target)
+        raise ValueError(f"--temperature {temperature:g}: the Monte Carlo needs about {needed:.3g} steps of "
+                         f"dt={dt:.3g} ({replicas} replicas x exact MFPT {exact:.4g}), above --max-steps "
+                         f"{max_steps:.3g}; raise --temperature or --max-steps, or lower --replicas")
+    bar = tqdm(total=replicas, desc="escape replicas", unit="replica", disable=not progress, leave=False)
+    try:
+        fp = first_passage_times_1d(U, start, target, temperature, dt, replicas, seed,
+                                    max_steps=int(math.ceil(_PATIENCE * exact / dt)),
+                                    progress=lambda done: bar.update(done - bar.n))
+    finally:
+        bar.close()
     mean, stderr = fp.mean_and_stderr()
     return {"exact_mfpt": exact, "kramers": kramers,
             "monte_carlo": {"mean": mean, "stderr": stderr, "replicas": int(replicas)}}
@@ -97,7 +108,8 @@ def escape_times(expression: str, temperature: float, start: float, target: floa
 def run(args: argparse.Namespace) -> int:
     """Compute and print the escape times."""
     result = escape_times(args.potential, args.temperature, args.start, args.target, replicas=args.replicas,
-                          seed=args.seed, dt=args.dt, max_steps=args.max_steps)
+                          seed=args.seed, dt=args.dt, max_steps=args.max_steps,
+                          progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(result))
         return 0

@@ -15,10 +15,11 @@ of shape ``(..., d)`` and returns ``(...)``, ``(..., d)`` and ``(..., d, d)``.
 >>> U = parse_potential("(x**2 - 1)**2")
 >>> float(U.energy(0.0)), float(U.gradient(0.5)), float(U.hessian(1.0))
 (1.0, -1.5, 8.0)
->>> parse_potential("__import__('os')")
+>>> parse_potential("__import__('os')")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-ValueError: potential='__import__(...)' is invalid: function '__import__' is not allowed (allowed: abs, cos, cosh, exp, log, sin, sinh, sqrt, tan, tanh)
+ValueError: potential='__import__(...)' is invalid: function '__import__' is not allowed
+(allowed: abs, cos, cosh, exp, log, sin, sinh, sqrt, tan, tanh)
 """
 
 from __future__ import annotations
@@ -190,6 +191,34 @@ def _evaluate(n: _Node, env: dict[str, NDArray[np.float64]]) -> NDArray[np.float
     return _UFUNCS[k](args[0])
 
 
+# Scalar Python source of a tree, for compilers (numba) that cannot walk the tree themselves. Only node
+# kinds produced by the parser reach here, so the text contains numbers, variable names, operators and
+# ``math.`` functions only: no user text is ever copied into it.
+_SCALAR_FUNCTIONS = {"exp": "math.exp", "log": "math.log", "sin": "math.sin", "cos": "math.cos",
+                     "tan": "math.tan", "sinh": "math.sinh", "cosh": "math.cosh", "tanh": "math.tanh",
+                     "sqrt": "math.sqrt", "abs": "abs", "sign": "_sign"}
+_SCALAR_OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def _source(n: _Node) -> str:
+    k = n.kind
+    if k == "const":
+        return repr(float(n.value))
+    if k == "var":
+        return n.name
+    if k in _SCALAR_OPERATORS:
+        return f"({_source(n.args[0])} {_SCALAR_OPERATORS[k]} {_source(n.args[1])})"
+    if k == "neg":
+        return f"(-{_source(n.args[0])})"
+    if k == "pow":
+        base, expo = n.args
+        if _is_const(expo) and float(expo.value).is_integer() and abs(expo.value) <= 64:
+            # An integer exponent keeps negative bases real, as in _evaluate.
+            return f"({_source(base)} ** {int(expo.value)})"
+        return f"({_source(base)} ** {_source(expo)})"
+    return f"{_SCALAR_FUNCTIONS[k]}({_source(n.args[0])})"
+
+
 # --- parsing ---------------------------------------------------------------------------------------
 _BINOPS = {ast.Add: _add, ast.Sub: _sub, ast.Mult: _mul, ast.Div: _div, ast.Pow: _pow}
 
@@ -225,7 +254,8 @@ def _convert(node: ast.AST, variables: tuple[str, ...], expression: str) -> _Nod
         if not isinstance(node.func, ast.Name):
             raise _invalid(expression, "only plain function calls such as exp(x) are allowed")
         if node.func.id not in FUNCTIONS:
-            raise _invalid(expression, f"function {node.func.id!r} is not allowed (allowed: {', '.join(FUNCTIONS)})")
+            raise _invalid(expression,
+                           f"function {node.func.id!r} is not allowed (allowed: {', '.join(FUNCTIONS)})")
         if node.keywords or len(node.args) != 1:
             raise _invalid(expression, f"function {node.func.id!r} takes exactly one positional argument")
         return _fn(node.func.id, _convert(node.args[0], variables, expression))
@@ -265,7 +295,8 @@ class Potential:
                              f"{self.expression!r}; got shape {q.shape}")
         return {v: q[..., i] for i, v in enumerate(self.variables)}, q.shape[:-1]
 
-    def _eval(self, tree: _Node, env: dict[str, NDArray[np.float64]], shape: tuple[int, ...]) -> NDArray[np.float64]:
+    def _eval(self, tree: _Node, env: dict[str, NDArray[np.float64]],
+              shape: tuple[int, ...]) -> NDArray[np.float64]:
         # Overflow or a log of a negative number gives inf/nan: callers decide (e.g. MFPT checks finiteness).
         with np.errstate(all="ignore"):
             return np.zeros(shape) + _evaluate(tree, env)
@@ -292,6 +323,21 @@ class Potential:
 
     def __call__(self, q: ArrayLike) -> NDArray[np.float64]:
         return self.energy(q)
+
+    def scalar_source(self, derivative: int = 0) -> str:
+        """Python source of ``U`` (0), ``U'`` (1) or ``U''`` (2) for one scalar ``x`` (1-D potentials only).
+
+        Uses ``math.*`` and a helper ``_sign``; meant for compiling a fast loop, e.g. with numba.
+
+        >>> parse_potential("(x**2 - 1)**2").scalar_source(1)
+        '((2.0 * ((x ** 2) - 1.0)) * (2.0 * x))'
+        """
+        if self.dimension != 1:
+            raise ValueError(f"scalar_source needs a 1-D potential; {self.expression!r} has "
+                             f"{self.dimension} variables")
+        if derivative not in (0, 1, 2):
+            raise ValueError(f"derivative={derivative!r} is invalid: expected 0, 1 or 2")
+        return _source((self._tree, self._grad[0], self._hess[0][0])[derivative])
 
 
 def parse_potential(expression: str, variables: tuple[str, ...] | None = None) -> Potential:
