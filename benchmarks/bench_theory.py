@@ -59,7 +59,8 @@ def main() -> None:
     for model in ("discrete", "continuous"):
         t_big, big = best_of(lambda m=model: global_displacement(rho, s, hp, steps, model=m), repeats=1)
         print(f"[2] {model}: 10^5 modes x {steps.size} time points up to t=10^7: {t_big:.2f} s "
-              f"({t_big / (rho.size * steps.size) * 1e9:.1f} ns per mode-time point); finite: {np.all(np.isfinite(big))}")
+              f"({t_big / (rho.size * steps.size) * 1e9:.1f} ns per mode-time point); finite: "
+              f"{np.all(np.isfinite(big))}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ Update convention (PyTorch's ``torch.optim.SGD`` with ``dampening=0``, ``nestero
 The velocity of 002 eq. 2 is ``v = -b``, so ``theta_{k+1} - theta_k = eta * v_{k+1}``.
 
 Continuous model (002 eqs. 5-8, with the noise coefficient of ERRATA 002.1): a particle of mass
-``eta (1 + beta) / 2`` with friction constant ``1 - beta`` in the potential ``L(theta) + lambda/2 ||theta||^2``.
-In phase space, per Hessian eigenmode with curvature ``h = rho + lambda``::
+``eta (1 + beta) / 2`` with friction constant ``1 - beta`` in the potential
+``L(theta) + lambda/2 ||theta||^2``. In phase space, per Hessian eigenmode with curvature
+``h = rho + lambda``::
 
     dx = v dt,    dv = -(omega^2 x + 2 gamma v) dt + sqrt(4 s / (eta S (1 + beta)^2)) dW
 
@@ -101,7 +102,10 @@ class Hyperparams:
 
     @property
     def damping_rate(self) -> float:
-        """``gamma = (1 - beta) / (eta (1 + beta))``: half the drift's velocity coefficient, per unit ``t = eta k``."""
+        """``gamma = (1 - beta) / (eta (1 + beta))``.
+
+        Half the drift's velocity coefficient, per unit ``t = eta k``.
+        """
         return (1 - self.momentum) / (self.lr * (1 + self.momentum))
 
     @property
@@ -111,7 +115,10 @@ class Hyperparams:
 
     @property
     def stability_limit(self) -> float:
-        """Largest curvature ``h = rho + lambda`` for which the discrete recursion is stable: ``2 (1 + beta) / eta``."""
+        """Largest curvature ``h = rho + lambda`` for which the discrete recursion is stable.
+
+        It is ``2 (1 + beta) / eta``.
+        """
         return 2 * (1 + self.momentum) / self.lr
 
     # --- per-mode quantities --------------------------------------------------------------------
@@ -152,14 +159,15 @@ class Hyperparams:
         if np.any(h < 0):
             i = int(np.argmin(h))
             raise ValueError(
-                f"{name}[{i}]={float(rho[i])!r} gives curvature rho + weight_decay = {float(h[i])!r} < 0: the quadratic "
-                "model needs rho + weight_decay >= 0 (a negative mode has no stationary law)")
+                f"{name}[{i}]={float(rho[i])!r} gives curvature rho + weight_decay = {float(h[i])!r} < 0: "
+                "the quadratic model needs rho + weight_decay >= 0 (a negative mode has no stationary law)")
         limit = self.stability_limit
         if np.any(h >= limit):
             i = int(np.argmax(h))
             raise UnstableModeError(
-                f"{name}[{i}]={float(rho[i])!r} is unstable: lr * (rho + weight_decay) = {self.lr * h[i]:.6g} must be "
-                f"< 2 * (1 + momentum) = {2 * (1 + self.momentum):.6g}, i.e. rho < {limit - self.weight_decay:.6g}")
+                f"{name}[{i}]={float(rho[i])!r} is unstable: lr * (rho + weight_decay) = "
+                f"{self.lr * h[i]:.6g} must be < 2 * (1 + momentum) = {2 * (1 + self.momentum):.6g}, "
+                f"i.e. rho < {limit - self.weight_decay:.6g}")
         return rho
 
 

@@ -1,10 +1,10 @@
-"""Issue 3 criterion: on the vector-UV valley with beta = 1 - C eta^0.3, |u|^2 + |v|^2 decays on the eq. 9 scale.
+"""Issue 3 criterion: on the vector-UV valley at beta = 1 - C eta^0.3, |u|^2 + |v|^2 decays on eq. 9's scale.
 
-At gamma = 0.3 < 2/3 the drift along the valley is the slow process: 003 eq. 9 gives ``Y(k) ~ exp(-k / tau_2)``
-with ``tau_2 = 2 n P (1 - beta)^2 / (eps^2 mu_2 eta^2)`` (exact prefactor ``eta / (1 - beta)``, ERRATA 003.7),
-so ``|u|^2 + |v|^2 = |Y|^2`` decays with timescale ``tau_2 / 2``. Relaxation back to the valley (the slowest
-non-zero mode of the Jacobian at the start, ``relaxation_time``) is about two orders of magnitude faster, so it
-only sets the transient that the study discards.
+At gamma = 0.3 < 2/3 the drift along the valley is the slow process: 003 eq. 9 gives
+``Y(k) ~ exp(-k / tau_2)`` with ``tau_2 = 2 n P (1 - beta)^2 / (eps^2 mu_2 eta^2)`` (exact prefactor
+``eta / (1 - beta)``, ERRATA 003.7), so ``|u|^2 + |v|^2 = |Y|^2`` decays with timescale ``tau_2 / 2``.
+Relaxation back to the valley (the slowest non-zero mode of the Jacobian at the start, ``relaxation_time``) is
+about two orders of magnitude faster, so it only sets the transient that the study discards.
 """
 
 import math

@@ -20,12 +20,12 @@ def test_quadratic_sgd_speed_and_displacement_match_exact_discrete_theory():
     rho = np.array([0.0, 0.05, (1 - sb) ** 2 / 0.05, 3.0, 70.0])  # free, over, critical, under, near the edge
     s = np.array([1.0, 0.5, 2.0, 1.0, 0.3])
     lags = [1, 7, 40]
-    traj = simulate_quadratic_sgd(eigenvalues=rho, noise_variances=s, hyper=hp, steps=max(lags), replicas=6000,
-                                  seed=11, start="stationary")
+    traj = simulate_quadratic_sgd(eigenvalues=rho, noise_variances=s, hyper=hp, steps=max(lags),
+                                  replicas=6000, seed=11, start="stationary")
     disp = traj.global_sq_displacement()
     _within(traj.local_sq_displacement()[0], stationary_speed(rho, s, hp, model="discrete"))
     predicted = global_displacement(rho, s, hp, lags, model="discrete")
-    for lag, pred in zip(lags, predicted):
+    for lag, pred in zip(lags, predicted, strict=True):
         _within(disp[lag], pred)
 
 
@@ -44,8 +44,8 @@ def test_quadratic_sgd_mean_from_a_fixed_start_matches_exact_mean():
     hp = Hyperparams(lr=0.05, momentum=0.9, batch_size=4)
     rho, s = np.array([0.5, 8.0]), np.array([0.2, 0.2])
     x0, v0 = np.array([1.0, -0.5]), np.array([0.0, 0.3])
-    traj = simulate_quadratic_sgd(eigenvalues=rho, noise_variances=s, hyper=hp, steps=60, replicas=4000, seed=5,
-                                  start=(x0, v0))
+    traj = simulate_quadratic_sgd(eigenvalues=rho, noise_variances=s, hyper=hp, steps=60, replicas=4000,
+                                  seed=5, start=(x0, v0))
     mx, _ = mean_trajectory(rho, hp, [10, 60], x0, v0, model="discrete")
     for j, k in enumerate([10, 60]):
         for mode in range(2):

@@ -22,8 +22,9 @@ def load(seed=0):
 
 
 def small_cnn(input_shape, num_classes):
-    return nn.Sequential(nn.Unflatten(1, (1, input_shape[0])), nn.Conv1d(1, 4, 5, padding=2), nn.BatchNorm1d(4),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(4 * input_shape[0], num_classes))
+    return nn.Sequential(nn.Unflatten(1, (1, input_shape[0])), nn.Conv1d(1, 4, 5, padding=2),
+                         nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * input_shape[0], num_classes))
 """
 
 TOML = """

@@ -13,8 +13,8 @@ from sgd_dynamics.theory import global_displacement, stationary_speed
 
 
 def test_json_contract(capsys):
-    code = main(["predict", "--lr", "0.01", "--momentum", "0.9", "--batch-size", "32", "--eigenvalues", "0.5,1,2",
-                 "--sigma2", "1.0", "--steps", "1,10,100", "--json"])
+    code = main(["predict", "--lr", "0.01", "--momentum", "0.9", "--batch-size", "32",
+                 "--eigenvalues", "0.5,1,2", "--sigma2", "1.0", "--steps", "1,10,100", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=32)

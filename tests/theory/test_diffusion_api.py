@@ -22,7 +22,8 @@ def test_speed_from_trace_is_eq18():
     # ERRATA 002.3: eta^2 tr(Sigma) / (S (1 - beta^2)), no fitted constant
     assert stationary_speed_from_trace(3.5, HP) == pytest.approx(0.01**2 * 3.5 / (32 * 0.19), rel=1e-14)
     rho = np.array([0.5, 1.0, 2.0])
-    assert stationary_speed(rho, rho, HP, model="continuous") == pytest.approx(stationary_speed_from_trace(3.5, HP))
+    assert stationary_speed(rho, rho, HP, model="continuous") == pytest.approx(
+        stationary_speed_from_trace(3.5, HP))
 
 
 def test_displacement_at_one_step_is_the_speed():
@@ -56,7 +57,8 @@ def test_local_exponent_of_a_confined_mode_falls_to_zero():
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"eigenvalues": [1.0, -2.0], "noise_variances": [1.0, 1.0]}, r"eigenvalues\[1\]=-2.0.*< 0"),
-    ({"eigenvalues": [1.0, 500.0], "noise_variances": [1.0, 1.0]}, r"eigenvalues\[1\]=500.0 is unstable.*= 3.8, i.e. rho < 380"),
+    ({"eigenvalues": [1.0, 500.0], "noise_variances": [1.0, 1.0]},
+     r"eigenvalues\[1\]=500.0 is unstable.*= 3.8, i.e. rho < 380"),
     ({"eigenvalues": [1.0], "noise_variances": [1.0, 1.0]}, "one entry per eigenvalue"),
     ({"eigenvalues": [1.0], "noise_variances": [-1.0]}, r"noise_variances\[0\]=-1.0"),
     ({"eigenvalues": [np.nan], "noise_variances": [1.0]}, "finite"),

@@ -1,4 +1,4 @@
-"""Exact discrete theory against scipy's discrete Lyapunov solver, matrix powers, long-double sums, Monte Carlo."""
+"""Exact discrete theory against scipy's discrete Lyapunov solver, matrix powers, long-double sums, MC."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def test_zero_mode_velocity_variance():
 @given(regime=regimes, u=st.floats(1e-9, 1), lr=st.floats(1e-4, 1.0),
        momentum=st.sampled_from([0.0, 0.3, 0.9, 0.99, 0.999, 0.9999]),
        weight_decay=st.sampled_from([0.0, 1e-4]))
-def test_global_displacement_matches_long_double_summation(regime, u, lr, momentum, weight_decay, discrete_reference):
+def test_global_displacement_matches_long_double_summation(regime, u, lr, momentum, weight_decay,
+                                                           discrete_reference):
     hp = Hyperparams(lr=lr, momentum=momentum, batch_size=3, weight_decay=weight_decay)
     h = _curvature(regime, hp, u)
     rho = max(h - weight_decay, 0.0)
@@ -125,7 +126,8 @@ def test_large_t_has_no_overflow_and_saturates(regime, u, momentum):
 def test_mean_trajectory_matches_matrix_powers():
     hp = Hyperparams(lr=0.1, momentum=0.9, batch_size=1, weight_decay=0.01)
     sb = np.sqrt(0.9)
-    rho = np.array([0.0, 1e-9, (1 - sb) ** 2 / 0.1 - 0.01, 1.0, 30.0, (1 + sb) ** 2 / 0.1 - 0.01 + 1e-3, 37.9])
+    rho = np.array([0.0, 1e-9, (1 - sb) ** 2 / 0.1 - 0.01, 1.0, 30.0, (1 + sb) ** 2 / 0.1 - 0.01 + 1e-3,
+                    37.9])
     x0, v0 = np.linspace(-1, 1, rho.size), np.linspace(0.5, -0.3, rho.size)
     steps = np.array([0, 1, 2, 7, 100, 1000])
     x, v = discrete.mean_trajectory(rho, hp, steps, x0, v0)
@@ -162,7 +164,8 @@ def test_monte_carlo_of_the_exact_recursion():
     x, b = z[..., 0].copy(), -z[..., 1].copy()  # PyTorch buffer b = -v
     start = x.copy()
     for k in range(lag):
-        g = rho * x + rng.normal(0, np.sqrt(s / hp.batch_size), x.shape)  # minibatch gradient in the eigenbasis
+        # minibatch gradient in the eigenbasis
+        g = rho * x + rng.normal(0, np.sqrt(s / hp.batch_size), x.shape)
         b = hp.momentum * b + g
         x_new = x - hp.lr * b
         if k == 0:

@@ -15,8 +15,10 @@ from sgd_dynamics import Hyperparams
     ({"lr": 0.1, "batch_size": 0}, r"batch_size=0 is invalid: expected an integer >= 1"),
     ({"lr": 0.1, "batch_size": 2.5}, r"batch_size=2.5 is invalid"),
     ({"lr": 0.1, "weight_decay": -1.0}, r"weight_decay=-1.0 is invalid"),
-    ({"lr": 0.1, "batch_size": 10, "dataset_size": 5}, r"dataset_size=5 is invalid: expected an integer >= batch_size=10"),
-    ({"lr": 0.1, "sampler": "random"}, r"sampler='random' is invalid: expected one of with_replacement, without_replacement"),
+    ({"lr": 0.1, "batch_size": 10, "dataset_size": 5},
+     r"dataset_size=5 is invalid: expected an integer >= batch_size=10"),
+    ({"lr": 0.1, "sampler": "random"},
+     r"sampler='random' is invalid: expected one of with_replacement, without_replacement"),
     ({"lr": 0.1, "sampler": "without_replacement"}, r"dataset_size=None is invalid"),
 ])
 def test_invalid_values_name_the_parameter_and_range(kwargs, match):

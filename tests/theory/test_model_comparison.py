@@ -10,7 +10,8 @@ from sgd_dynamics.experiments.model_comparison import compare_models
 
 
 def test_speed_ratio_is_the_closed_form_edge_factor():
-    # discrete Var v = 2 q, q = s/((1-b)(2(1+b) - eta h)); continuous s/(1-b^2): ratio - 1 = -eta h / (2 (1 + b))
+    # discrete Var v = 2 q, q = s/((1-b)(2(1+b) - eta h)); continuous s/(1-b^2):
+    # ratio - 1 = -eta h / (2 (1 + b))
     hp = Hyperparams(lr=0.01, momentum=0.9)
     c = compare_models(hp, eta_h=np.array([1e-3, 0.1, 1.0, 3.0]))
     np.testing.assert_allclose(c.relative_error()["speed"], -c.eta_h / (2 * 1.9), rtol=1e-10)
@@ -27,5 +28,6 @@ def test_rejects_grid_beyond_the_stability_limit():
 def test_figure_renders():
     from sgd_dynamics.report.theory_figures import model_comparison_figure
 
-    fig = model_comparison_figure(compare_models(Hyperparams(lr=0.1, momentum=0.5), eta_h=np.array([0.01, 1.0])))
+    fig = model_comparison_figure(compare_models(Hyperparams(lr=0.1, momentum=0.5),
+                                                 eta_h=np.array([0.01, 1.0])))
     assert len(fig.axes[0].lines) == 6  # five quantities and the stability limit

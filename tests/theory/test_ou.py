@@ -30,10 +30,11 @@ def test_lyapunov_solution_by_kronecker(fig3):
 def test_covariance_over_time_by_quadrature(fig3):
     a, noise = fig3.drift, 2 * fig3.diffusion / fig3.inverse_temperature
     for t in (0.3, 2.0, 15.0):
-        ref, _ = scipy.integrate.quad_vec(lambda u: scipy.linalg.expm(-a * u) @ noise @ scipy.linalg.expm(-a.T * u),
-                                          0, t, epsabs=1e-13)
+        ref, _ = scipy.integrate.quad_vec(
+            lambda u: scipy.linalg.expm(-a * u) @ noise @ scipy.linalg.expm(-a.T * u), 0, t, epsabs=1e-13)
         np.testing.assert_allclose(fig3.covariance_at(t), ref, rtol=1e-8, atol=1e-12)
-    # cross-covariance Cov(x_s, x_t) = E[(x_s - m_s)(x_t - m_t)^T] propagates the later time by exp(-A (s - t))
+    # cross-covariance Cov(x_s, x_t) = E[(x_s - m_s)(x_t - m_t)^T] propagates the later time by
+    # exp(-A (s - t))
     np.testing.assert_allclose(fig3.cross_covariance(1.0, 3.0),
                                scipy.linalg.expm(-a * 2.0) @ fig3.covariance_at(1.0), rtol=1e-12)
     np.testing.assert_allclose(fig3.covariance_at(200.0), fig3.stationary_covariance(), rtol=1e-10)
@@ -69,8 +70,8 @@ def test_stationary_density_solves_fokker_planck(fig3):
 
     def flux(x):
         p = fig3.stationary_density(x)
-        grad = np.array([(fig3.stationary_density(x + 1e-5 * e) - fig3.stationary_density(x - 1e-5 * e)) / 2e-5
-                         for e in np.eye(2)])
+        grad = np.array([(fig3.stationary_density(x + 1e-5 * e) - fig3.stationary_density(x - 1e-5 * e))
+                         / 2e-5 for e in np.eye(2)])
         return fig3.drift @ (x - fig3.mean) * p + kinv * fig3.diffusion @ grad
 
     x = np.array([0.8, -0.5])
@@ -87,7 +88,7 @@ def test_isotropic_diffusion_with_symmetric_drift_is_in_detailed_balance():
 
 
 def test_symmetric_drift_eq30_corrected():
-    """ERRATA 002.4: for symmetric A = V diag(l) V^T, Q~_ij = (l_i - l_j)/(l_i + l_j) D~_ij in A's eigenbasis."""
+    """ERRATA 002.4: for symmetric A = V diag(l) V^T, Q~_ij = (l_i - l_j)/(l_i + l_j) D~_ij in A's basis."""
     rng = np.random.default_rng(0)
     v, _ = np.linalg.qr(rng.standard_normal((3, 3)))
     lam = np.array([0.5, 1.5, 4.0])
@@ -105,7 +106,8 @@ def test_monte_carlo_stationary_covariance(fig3):
     dt, steps, replicas = 0.5, 80, 4000
     a, noise = fig3.drift, 2 * fig3.diffusion / fig3.inverse_temperature
     phi = scipy.linalg.expm(-a * dt)
-    q, _ = scipy.integrate.quad_vec(lambda u: scipy.linalg.expm(-a * u) @ noise @ scipy.linalg.expm(-a.T * u), 0, dt)
+    q, _ = scipy.integrate.quad_vec(lambda u: scipy.linalg.expm(-a * u) @ noise @ scipy.linalg.expm(-a.T * u),
+                                    0, dt)
     chol = np.linalg.cholesky(q)
     x = np.zeros((replicas, 2))
     for _ in range(steps):

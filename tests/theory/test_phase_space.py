@@ -20,7 +20,8 @@ def _critical_rho(hp: Hyperparams) -> float:
 
 
 def test_errata_002_5_continuous_values():
-    # ERRATA 002.5: continuous formula gives 23.04, 4.593, -0.141, 0.759 at lags 1, 5, 20, 50 (s = sigma^2 rho = 5)
+    # ERRATA 002.5: continuous formula gives 23.04, 4.593, -0.141, 0.759 at lags 1, 5, 20, 50
+    # (s = sigma^2 rho = 5)
     hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=1)
     c = phase_space.velocity_autocorrelation(np.array([5.0]), hp, np.array([1, 5, 20, 50]))[:, 0]
     np.testing.assert_allclose(c * 5.0 / hp.inverse_temperature, [23.04, 4.593, -0.141, 0.759], atol=6e-3)
@@ -29,8 +30,9 @@ def test_errata_002_5_continuous_values():
 def test_errata_002_1_stationary_velocity_variance():
     hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=8)
     rho, s = np.array([0.3, 2.0]), np.array([1.5, 0.2])
+    drifts, diffusions = phase_space.drift_matrix(rho, hp), phase_space.diffusion_matrix(s, hp)
     b = [scipy.linalg.solve_continuous_lyapunov(a, 2 * d / hp.inverse_temperature)
-         for a, d in zip(phase_space.drift_matrix(rho, hp), phase_space.diffusion_matrix(s, hp))]
+         for a, d in zip(drifts, diffusions, strict=True)]
     got = phase_space.stationary_moments(rho, s, hp).as_matrices()
     np.testing.assert_allclose(got, np.array(b), rtol=1e-10, atol=1e-15)
     # E[v v^T] = Sigma / (S (1 - beta^2))
@@ -41,7 +43,8 @@ def test_errata_002_1_stationary_velocity_variance():
 def test_mean_trajectory_equals_matrix_exponential(regime):
     hp = Hyperparams(lr=0.05, momentum=0.8, batch_size=1)
     rc = _critical_rho(hp)
-    rho = {"under": 10 * rc, "critical": rc, "near-critical": rc * (1 + 1e-9), "over": 0.01 * rc, "zero": 0.0}[regime]
+    rho = {"under": 10 * rc, "critical": rc, "near-critical": rc * (1 + 1e-9), "over": 0.01 * rc,
+           "zero": 0.0}[regime]
     steps = np.array([0.0, 1.0, 3.5, 40.0, 400.0])
     x, v = phase_space.mean_trajectory(np.array([rho]), hp, steps, np.array([0.7]), np.array([-0.2]))
     a = phase_space.drift_matrix(np.array([rho]), hp)[0]
@@ -82,7 +85,8 @@ def test_covariance_over_time_equals_lyapunov_transient():
     hp = Hyperparams(lr=0.1, momentum=0.9, batch_size=4)
     rho, s = np.array([0.2, 1.0, 20.0]), np.array([1.0, 2.0, 0.5])
     got = phase_space.covariance_over_time(rho, s, hp, np.array([0.0, 3.0, 50.0]))
-    for i, (a, d) in enumerate(zip(phase_space.drift_matrix(rho, hp), phase_space.diffusion_matrix(s, hp))):
+    drifts, diffusions = phase_space.drift_matrix(rho, hp), phase_space.diffusion_matrix(s, hp)
+    for i, (a, d) in enumerate(zip(drifts, diffusions, strict=True)):
         b = scipy.linalg.solve_continuous_lyapunov(a, 2 * d / hp.inverse_temperature)
         for j, k in enumerate([0.0, 3.0, 50.0]):
             e = scipy.linalg.expm(-a * hp.lr * k)
@@ -95,7 +99,8 @@ def test_covariance_over_time_zero_mode_by_quadrature():
     got = phase_space.covariance_over_time(np.array([0.0]), np.array([1.0]), hp, np.array([20.0]))[0, 0]
     a = phase_space.drift_matrix(np.array([0.0]), hp)[0]
     qn = 2 * phase_space.diffusion_matrix(np.array([1.0]), hp)[0] / hp.inverse_temperature
-    ref, _ = scipy.integrate.quad_vec(lambda u: scipy.linalg.expm(-a * u) @ qn @ scipy.linalg.expm(-a.T * u), 0, t_end)
+    ref, _ = scipy.integrate.quad_vec(lambda u: scipy.linalg.expm(-a * u) @ qn @ scipy.linalg.expm(-a.T * u),
+                                      0, t_end)
     np.testing.assert_allclose(got, ref, rtol=1e-8)
 
 
@@ -106,7 +111,8 @@ def test_modified_loss_and_current_match_general_decomposition():
     sigma2 = 0.3
     s = sigma2 * rho
     ux, uv = phase_space.modified_loss_curvature(rho, s, hp)
-    # eq. 15/16: Psi_theta curvature = 2 (rho + lambda) / (eta (1 + beta) sigma^2 rho), Psi_v = 1/(sigma^2 rho)
+    # eq. 15/16: Psi_theta curvature = 2 (rho + lambda) / (eta (1 + beta) sigma^2 rho),
+    # Psi_v = 1/(sigma^2 rho)
     np.testing.assert_allclose(ux, 2 * (rho + 1e-3) / (0.02 * 1.9 * sigma2 * rho), rtol=1e-13)
     np.testing.assert_allclose(uv, 1 / (sigma2 * rho), rtol=1e-13)
     ou = sgd_ornstein_uhlenbeck(np.diag(rho), np.diag(s), hp)
@@ -123,7 +129,8 @@ def test_modified_loss_and_current_match_general_decomposition():
     jx, jv = phase_space.probability_current(z[:2], z[2:], rho, s, hp)
     cov = ou.stationary_covariance()
     for i in range(2):
-        marginal = scipy.stats.multivariate_normal(cov=cov[np.ix_([i, i + 2], [i, i + 2])]).pdf([z[i], z[i + 2]])
+        marginal = scipy.stats.multivariate_normal(cov=cov[np.ix_([i, i + 2], [i, i + 2])]).pdf(
+            [z[i], z[i + 2]])
         np.testing.assert_allclose([jx[i], jv[i]], np.array([z[i + 2], -w2[i] * z[i]]) * marginal, rtol=1e-8)
 
 

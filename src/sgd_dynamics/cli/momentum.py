@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Writes DIR/momentum_report.html (figures in DIR/figures) and prints its path.",
     )
     report.add_argument("--quick", action="store_true", help="reduced configurations that run in seconds")
-    report.add_argument("--out", default="momentum_report", help="output directory (default: momentum_report)")
+    report.add_argument("--out", default="runs/momentum",
+                        help="output directory (default: runs/momentum)")
     report.set_defaults(func=_report)
 
 

@@ -22,12 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``predict`` subcommand."""
     p = subparsers.add_parser(
         "predict", help="predict stationary speed and global displacement from a Hessian spectrum",
-        description="Predict E||theta_{k+1}-theta_k||^2 and E||theta_{k+t}-theta_k||^2 at stationarity for SGD "
-                    "with momentum on a quadratic: the continuous model (002 eqs. 18-19, corrected) and the "
-                    "exact discrete recursion. Sigma is the per-example gradient covariance; a batch of S drawn "
-                    "with replacement has noise Sigma/S.")
+        description="Predict E||theta_{k+1}-theta_k||^2 and E||theta_{k+t}-theta_k||^2 at stationarity for "
+                    "SGD with momentum on a quadratic: the continuous model (002 eqs. 18-19, corrected) "
+                    "and the exact discrete recursion. Sigma is the per-example gradient covariance; a batch "
+                    "of S drawn with replacement has noise Sigma/S.")
     p.add_argument("--lr", type=float, required=True, help="learning rate eta > 0")
-    p.add_argument("--momentum", type=float, default=0.0, help="heavy-ball momentum 0 <= beta < 1 (default 0)")
+    p.add_argument("--momentum", type=float, default=0.0,
+                   help="heavy-ball momentum 0 <= beta < 1 (default 0)")
     p.add_argument("--batch-size", type=int, default=1, help="batch size S >= 1 (default 1)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay lambda >= 0 (default 0)")
     p.add_argument("--eigenvalues", required=True,
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     exponents = {m: local_exponent(rho, s, hyper, steps, model=m) for m in ("continuous", "discrete")}
     print(f"SGD: lr={hyper.lr:g} momentum={hyper.momentum:g} batch_size={hyper.batch_size} "
           f"weight_decay={hyper.weight_decay:g}; {rho.size} modes, tr(Sigma)={s.sum():.6g}")
-    print(f"stationary speed E||theta_(k+1)-theta_k||^2: continuous {result['continuous']['stationary_speed']:.6g}"
+    print("stationary speed E||theta_(k+1)-theta_k||^2: continuous "
+          f"{result['continuous']['stationary_speed']:.6g}"
           f"   exact discrete {result['discrete']['stationary_speed']:.6g}")
     print(f"{'t':>10}  {'E||Delta_t||^2 cont.':>22}  {'exact discrete':>16}  {'exponent c (cont.)':>18}  "
           f"{'c (discrete)':>12}")

@@ -69,8 +69,9 @@ def bulk_spectrum(
     trace_sigma: float,
     num_parameters: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Top-k modes plus one "bulk" mode standing for the other ``m - k`` modes: ``(rho, s, bulk multiplicity)``.
+    """Top-k modes plus one "bulk" mode standing for the other ``m - k`` modes.
 
+    Returns ``(rho, s, bulk multiplicity)``.
     The bulk mode has the mean remaining curvature ``(tr H - sum rho_i) / (m - k)`` (clipped at 0) and the
     mean remaining noise ``(tr Sigma - sum s_i) / (m - k)`` (clipped at 0).
     """

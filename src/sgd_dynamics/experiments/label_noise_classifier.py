@@ -2,28 +2,28 @@
 
 The three phases of 003 Fig. 2a, scaled down to run in minutes on two CPU cores:
 
-1. **Reach the valley.** A tanh MLP ``40 -> h -> h -> 10`` is trained with Adam on the clean one-hot targets of
-   ``P`` MNIST-1D examples (generated offline by ``mnist1d.data.make_dataset``) until the mean-squared training
-   loss ``(1/2P) sum_a |f(x_a) - y_a|^2`` is below ``valley_loss`` (the criterion of phase 3 as well, so the start and
-   the ends are measured alike).
+1. **Reach the valley.** A tanh MLP ``40 -> h -> h -> 10`` is trained with Adam on the clean one-hot targets
+   of ``P`` MNIST-1D examples (generated offline by ``mnist1d.data.make_dataset``) until the mean-squared
+   training loss ``(1/2P) sum_a |f(x_a) - y_a|^2`` is below ``valley_loss`` (the criterion of phase 3 as well,
+   so the start and the ends are measured alike).
 2. **Label-noise SGD with heavy-ball momentum** (003 eq. 1, full batch, fresh Gaussian label noise
-   ``y + eps xi`` every step) for every ``(eta, beta)`` of the sweep, from that same point, for a fixed number of
-   steps. The sweep runs all ``beta`` of one ``eta`` as a batch of independent networks (batched matmuls).
-3. **Project back** by noiseless full-batch Adam to the same training loss, which removes the transverse spread
-   ``~ eps^2 eta / (1 - beta)`` that would otherwise penalise large ``beta`` (003 App. A.3).
+   ``y + eps xi`` every step) for every ``(eta, beta)`` of the sweep, from that same point, for a fixed number
+   of steps. The sweep runs all ``beta`` of one ``eta`` as a batch of independent networks (batched matmuls).
+3. **Project back** by noiseless full-batch Adam to the same training loss, which removes the transverse
+   spread ``~ eps^2 eta / (1 - beta)`` that would otherwise penalise large ``beta`` (003 App. A.3).
 
-Mean-squared loss with Gaussian label noise is the setting of the theory: the valley is the set of interpolating
-weights, the label-noise covariance is ``eps^2 / P`` times the Gauss-Newton matrix, which equals the Hessian on
-the valley, so eq. 7 drifts down ``Tr H``. The distance travelled along the valley is therefore measured by the
-log-decrease ``A = log(Tr H_start / Tr H_end)`` of the Hessian trace after projection (Hutchinson estimate of
-``(1/P) sum_a |J_a|_F^2`` with the same probes for every run, common random numbers), with the test loss and
-accuracy recorded alongside. Per ``eta``, ``beta*`` is the breakpoint of the continuous hinge of 003 eq. 14
-(:func:`sgd_dynamics.measure.fits.fit_hinge`, bootstrap interval) fitted to ``A`` against
+Mean-squared loss with Gaussian label noise is the setting of the theory: the valley is the set of
+interpolating weights, the label-noise covariance is ``eps^2 / P`` times the Gauss-Newton matrix, which equals
+the Hessian on the valley, so eq. 7 drifts down ``Tr H``. The distance travelled along the valley is therefore
+measured by the log-decrease ``A = log(Tr H_start / Tr H_end)`` of the Hessian trace after projection
+(Hutchinson estimate of ``(1/P) sum_a |J_a|_F^2`` with the same probes for every run, common random numbers),
+with the test loss and accuracy recorded alongside. Per ``eta``, ``beta*`` is the breakpoint of the continuous
+hinge of 003 eq. 14 (:func:`sgd_dynamics.measure.fits.fit_hinge`, bootstrap interval) fitted to ``A`` against
 ``x = -log10(1 - beta)`` rather than against ``beta`` itself: the ``beta`` grid is geometric in ``1 - beta``
 over more than two decades, where ``A`` is close to a hinge in ``log(1 - beta)`` (the two timescales are
-powers of ``1 - beta``: ``tau_1 ~ (1 - beta)^-1``, ``tau_2 ~ (1 - beta)^2``) and not in ``beta``. Then ``gamma*`` and ``C``
-come from ``log(1 - beta*) = log C + gamma* log eta`` by least squares, with a parametric bootstrap that draws
-each ``log(1 - beta*)`` from a normal whose spread matches its hinge interval.
+powers of ``1 - beta``: ``tau_1 ~ (1 - beta)^-1``, ``tau_2 ~ (1 - beta)^2``) and not in ``beta``. Then
+``gamma*`` and ``C`` come from ``log(1 - beta*) = log C + gamma* log eta`` by least squares, with a parametric
+bootstrap that draws each ``log(1 - beta*)`` from a normal whose spread matches its hinge interval.
 The theory predicts ``gamma* = 2/3``; what is measured is reported as measured.
 """
 
@@ -165,7 +165,10 @@ def _dataset(cfg: ClassifierConfig):
 
 
 def _init(cfg: ClassifierConfig, torch):
-    """LeCun-normal weights, zero biases; a list of ``(1, fan_in, fan_out)`` and ``(1, 1, fan_out)`` tensors."""
+    """LeCun-normal weights, zero biases.
+
+    Returns a list of ``(1, fan_in, fan_out)`` and ``(1, 1, fan_out)`` tensors.
+    """
     gen = torch.Generator().manual_seed(cfg.seed)
     sizes = (40, cfg.hidden, cfg.hidden, _CLASSES)
     params = []
@@ -192,7 +195,10 @@ def _losses(params, x, targets, torch):
 
 
 def _heavy_ball(params, x, targets_fn, lr, momentum, steps, torch):
-    """003 eq. 1: ``pi <- beta pi - grad L``, ``w <- w + eta pi``; ``lr``, ``momentum`` shaped ``(R, 1, 1)``."""
+    """003 eq. 1: ``pi <- beta pi - grad L``, ``w <- w + eta pi``.
+
+    ``lr``, ``momentum`` shaped ``(R, 1, 1)``.
+    """
     params = [p.detach().clone().requires_grad_(True) for p in params]
     buffers = [torch.zeros_like(p) for p in params]
     for _ in range(steps):
@@ -234,8 +240,8 @@ def _evaluate(params, data, probes, torch):
 def _reach_valley(params, x, y1h, valley_loss: float, lr: float, max_steps: int, torch):
     """Full-batch Adam on the clean targets until every network's loss is below ``valley_loss``.
 
-    Adam is elementwise, so on batched parameters it is exactly one Adam per network (003 App. A.3 projects with
-    Adam as well). Returns the parameters and the number of steps taken.
+    Adam is elementwise, so on batched parameters it is exactly one Adam per network (003 App. A.3 projects
+    with Adam as well). Returns the parameters and the number of steps taken.
     """
     params = [p.detach().clone().requires_grad_(True) for p in params]
     opt = torch.optim.Adam(params, lr=lr)
@@ -255,7 +261,10 @@ def _reach_valley(params, x, y1h, valley_loss: float, lr: float, max_steps: int,
 
 
 def run_classifier_study(cfg: ClassifierConfig = ClassifierConfig()) -> ClassifierResult:
-    """Run the three phases for every ``(eta, beta)`` and fit ``beta*(eta)`` and ``1 - beta* = C eta^gamma*``."""
+    """Run the three phases for every ``(eta, beta)``.
+
+    Then fit ``beta*(eta)`` and ``1 - beta* = C eta^gamma*``.
+    """
     import torch
 
     t0 = time.perf_counter()
@@ -348,8 +357,8 @@ def fit_momentum_scaling(
 ) -> tuple[float, tuple[float, float], float, tuple[float, float]]:
     """Least squares ``log(1 - beta*) = log C + gamma* log eta``; returns ``gamma*, CI, C, CI``.
 
-    The intervals come from a parametric bootstrap: each ``log(1 - beta*_i)`` is drawn from a normal centred on
-    the measurement whose central ``confidence`` mass spans the log of its hinge interval ``intervals[i]``
+    The intervals come from a parametric bootstrap: each ``log(1 - beta*_i)`` is drawn from a normal centred
+    on the measurement whose central ``confidence`` mass spans the log of its hinge interval ``intervals[i]``
     (``(lo, hi)`` in ``beta``), and the line is refitted.
 
     >>> eta = np.array([0.01, 0.1, 1.0])

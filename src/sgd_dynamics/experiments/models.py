@@ -78,7 +78,10 @@ class _ResidualBlock(nn.Module):
 
 
 def resnet(input_shape: Sequence[int], num_classes: int, channels: int = 16, blocks: int = 2) -> nn.Module:
-    """A small 1-D ResNet: stem convolution, ``blocks`` residual blocks with BatchNorm, average pooling, head."""
+    """A small 1-D ResNet.
+
+    Stem convolution, ``blocks`` residual blocks with BatchNorm, average pooling, head.
+    """
     in_ch = 1 if len(input_shape) == 1 else input_shape[0]
     return nn.Sequential(
         _AsSequence(),

@@ -344,7 +344,10 @@ def prepare(config: StudyConfig) -> Setup:
 def pretrain(
     config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = True
 ) -> dict[str, torch.Tensor]:
-    """``theta*`` (a state_dict), loaded from ``run_dir/pretrain`` when this configuration was trained before."""
+    """``theta*`` (a state_dict).
+
+    Loaded from ``run_dir/pretrain`` when this configuration was trained before.
+    """
     cache = Path(run_dir) / "pretrain" / f"theta_star_{config.pretrain_key()}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=True)
@@ -532,7 +535,10 @@ def landscape_slices(
     theta: dict[str, np.ndarray],
     default_position: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Train/test loss on the ``(q_1, q_k)`` plane around ``theta*`` and the modified loss (002 Figs. 4, 5)."""
+    """Train/test loss on the ``(q_1, q_k)`` plane around ``theta*`` and the modified loss.
+
+    002 Figs. 4, 5.
+    """
     from sgd_dynamics.measure.landscape import loss_surface
 
     model = setup.build_model()
@@ -562,7 +568,10 @@ def run_study(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Run (or continue) the whole study in ``run_dir``; returns ``run_dir``. Finished stages are not redone."""
+    """Run (or continue) the whole study in ``run_dir``; returns ``run_dir``.
+
+    Finished stages are not redone.
+    """
     from sgd_dynamics.experiments import analysis, companions
 
     run_dir = Path(run_dir)

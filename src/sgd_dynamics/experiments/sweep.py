@@ -84,7 +84,10 @@ class SweepPoint:
 
 @dataclass(frozen=True)
 class StudyContext:
-    """What every point shares: data, model factory, loss, ``theta*`` and the Hessian directions ``(k, m)``."""
+    """What every point shares.
+
+    Data, model factory, loss, ``theta*`` and the Hessian directions ``(k, m)``.
+    """
 
     x: Tensor
     y: Tensor

@@ -74,7 +74,10 @@ def minibatch_indices(num_examples: int, batch_size: int, sampler: str, seed: in
 
 
 def make_optimizer(model: nn.Module, hyper: Hyperparams) -> torch.optim.SGD:
-    """``torch.optim.SGD`` with the hyperparameters' lr, momentum and weight decay (dampening 0, no Nesterov)."""
+    """``torch.optim.SGD`` with the hyperparameters' lr, momentum and weight decay.
+
+    Dampening 0, no Nesterov.
+    """
     return torch.optim.SGD(
         model.parameters(), lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay
     )
@@ -91,7 +94,10 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     lr_at: Callable[[int], float] | None = None,
 ) -> None:
-    """Run ``steps`` SGD steps in train mode; ``on_step(k, loss)`` after each (k from 1); optional lr schedule."""
+    """Run ``steps`` SGD steps in train mode.
+
+    ``on_step(k, loss)`` is called after each (k from 1); optional lr schedule.
+    """
     model.train()
     for k in range(1, steps + 1):
         idx = next(batches)

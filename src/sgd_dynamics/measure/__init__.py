@@ -2,8 +2,8 @@
 
 Trajectory tracking during SGD training, Hessian-vector products with top-k eigenpairs and the trace,
 per-example gradient-noise statistics,
-fits of measured curves (power laws, decays, spectra, hinges) and 2-D loss-surface slices. Every quantity uses the flat parameter order of
-``torch.nn.utils.parameters_to_vector(model.parameters())``.
+fits of measured curves (power laws, decays, spectra, hinges) and 2-D loss-surface slices. Every quantity uses
+the flat parameter order of ``torch.nn.utils.parameters_to_vector(model.parameters())``.
 """
 
 from sgd_dynamics.measure.fits import (

@@ -44,7 +44,7 @@ def _figure(
 
 
 def speed_sweep(sweeps: Mapping[str, Mapping[str, ArrayLike]]) -> Figure:
-    """Measured speed ``mean ||delta||^2`` against each swept hyperparameter, with the predictions (002 Fig. 7 top).
+    """Measured speed ``mean ||delta||^2`` per swept hyperparameter, with the predictions (002 Fig. 7 top).
 
     ``sweeps[name]`` holds ``values`` (the swept hyperparameter), ``with_replacement``,
     ``without_replacement`` (measured speeds, NaN where absent), ``predicted`` (no fitted constant) and
@@ -163,7 +163,10 @@ def window_dependence(lengths: ArrayLike, c: ArrayLike, low: ArrayLike, high: Ar
 
 
 def hessian_spectrum(eigenvalues: ArrayLike, noise_variances: ArrayLike | None = None) -> Figure:
-    """Top Hessian eigenvalues ``rho_i`` (negative ones in red) and the per-mode noise ``s_i`` against ``rho_i``."""
+    """Top Hessian eigenvalues ``rho_i`` (negative ones in red).
+
+    And the per-mode noise ``s_i`` against ``rho_i``.
+    """
     rho = np.asarray(eigenvalues, float)
     fig, axes = _figure(2 if noise_variances is not None else 1)
     idx = np.arange(1, len(rho) + 1)
@@ -204,7 +207,9 @@ def phase_space(position: ArrayLike, velocity: ArrayLike, labels: Sequence[str])
 def frequency_spectrum(
     freqs: ArrayLike, power: ArrayLike, predicted: ArrayLike, measured: ArrayLike, labels: Sequence[str]
 ) -> Figure:
-    """Power spectrum of each projected trajectory with the theoretical (dashed) and measured (dotted) frequency.
+    """Power spectrum of each projected trajectory.
+
+    With the theoretical (dashed) and measured (dotted) frequency.
 
     ``power`` has shape ``(modes, len(freqs))``; frequencies in cycles per step (002 appendix H).
     """
@@ -252,7 +257,10 @@ def trajectory_on_slices(
 def velocity_on_psi(
     grid_x: ArrayLike, grid_y: ArrayLike, psi_v: ArrayLike, velocity: ArrayLike, labels: Sequence[str]
 ) -> Figure:
-    """The projected velocity trajectory over the velocity part ``Psi_v`` of the modified loss (002 Fig. 5)."""
+    """The projected velocity trajectory over the velocity part ``Psi_v`` of the modified loss.
+
+    002 Fig. 5.
+    """
     fig, axes = _figure(1, width=4.6)
     _contour_panel(axes[0], grid_x, grid_y, np.asarray(psi_v, float), r"$\Psi_v$", velocity)
     axes[0].set_xlabel(f"velocity on {labels[0]}")
@@ -261,7 +269,9 @@ def velocity_on_psi(
 
 
 def linear_regression_mean(runs: Mapping[str, Mapping[str, ArrayLike]]) -> Figure:
-    """Position and velocity on the top Hessian eigenvector: measured (black) vs eq. 9's mean (red) (002 Fig. 2).
+    """Position and velocity on the top Hessian eigenvector (002 Fig. 2).
+
+    Measured (black) vs eq. 9's mean (red).
 
     ``runs[label]`` holds ``steps``, ``position``, ``velocity``, ``position_theory``, ``velocity_theory``.
     """
@@ -287,7 +297,10 @@ def ou_modified_loss(
     trajectory: ArrayLike,
     current: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> Figure:
-    """A 2-D anisotropic OU trajectory on its original and its modified loss, with the current (002 Fig. 3)."""
+    """A 2-D anisotropic OU trajectory on its original and its modified loss, with the current.
+
+    002 Fig. 3.
+    """
     fig, axes = _figure(2, width=4.3)
     tr = np.asarray(trajectory, float)
     for ax, values, title in ((axes[0], original, "original loss Φ"), (axes[1], modified, "modified loss Ψ")):
@@ -313,8 +326,8 @@ def ou_modified_loss(
 def architecture_comparison(curves: Mapping[str, Mapping[str, ArrayLike]]) -> Figure:
     """Local and global displacement for several architectures (002 Fig. 1).
 
-    ``curves[name]`` holds ``steps``, ``local`` (``||delta_k||^2``), ``global`` (``||Delta_k||^2``), ``fit`` and
-    ``c`` (the fitted exponent).
+    ``curves[name]`` holds ``steps``, ``local`` (``||delta_k||^2``), ``global`` (``||Delta_k||^2``), ``fit``
+    and ``c`` (the fitted exponent).
     """
     fig, axes = _figure(2, width=4.6)
     for name, d in curves.items():

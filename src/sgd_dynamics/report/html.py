@@ -12,8 +12,10 @@ Usage::
 
     from sgd_dynamics.report import Comparison, ReportSection, Table, write_report
     page = write_report(run_dir / "report.html", "Limiting dynamics of an MLP",
-                        sections=[ReportSection("Speed", "Measured vs predicted. The theory holds.", figure=fig)],
-                        summary=[Comparison("speed, lr=0.01", predicted=1.0e-4, measured=1.02e-4, tolerance=0.05)],
+                        sections=[ReportSection("Speed", "Measured vs predicted. The theory holds.",
+                                                figure=fig)],
+                        summary=[Comparison("speed, lr=0.01", predicted=1.0e-4, measured=1.02e-4,
+                                            tolerance=0.05)],
                         limitations=["The theory is quadratic ..."], metadata={"seed": 0})
 
 ``figure`` is a :class:`matplotlib.figure.Figure` (saved by :func:`write_report`) or the path of an
@@ -42,7 +44,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @dataclass(frozen=True)
 class Table:
-    """A plain table: ``columns`` headers and ``rows`` of cells (numbers are formatted with 4 significant digits)."""
+    """A plain table: ``columns`` headers and ``rows`` of cells.
+
+    Numbers are formatted with 4 significant digits.
+    """
 
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
@@ -270,7 +275,8 @@ def _metadata_html(metadata: Mapping[str, Any]) -> str:
         else:
             cell = _fmt(value)
         rows.append(f"<tr><th>{_e(key)}</th><td>{cell}</td></tr>")
-    return f"<section><h2>Configuration, seeds, versions, timings</h2><table class='meta'>{''.join(rows)}</table></section>"
+    return ("<section><h2>Configuration, seeds, versions, timings</h2>"
+            f"<table class='meta'>{''.join(rows)}</table></section>")
 
 
 _STYLE = """

@@ -40,7 +40,10 @@ def _early_late(local: np.ndarray) -> tuple[float, float]:
 
 
 def write_study_report(run_dir: Path | str) -> Path:
-    """Write ``run_dir/report.html`` (and ``run_dir/figures/``) from the stored study; returns the page path."""
+    """Write ``run_dir/report.html`` (and ``run_dir/figures/``) from the stored study.
+
+    Returns the page path.
+    """
     from sgd_dynamics.report import figures as F
 
     run_dir = Path(run_dir)
@@ -62,7 +65,8 @@ def write_study_report(run_dir: Path | str) -> Path:
 
     summary: list[Comparison] = []
     for r in rows:
-        label = f"speed, lr={r['lr']:g}, momentum={r['momentum']:g}, S={r['batch_size']}, {r['sampler'].replace('_', ' ')}"
+        label = (f"speed, lr={r['lr']:g}, momentum={r['momentum']:g}, S={r['batch_size']}, "
+                 f"{r['sampler'].replace('_', ' ')}")
         summary.append(
             Comparison(
                 label,
@@ -81,11 +85,13 @@ def write_study_report(run_dir: Path | str) -> Path:
     sections.append(
         ReportSection(
             "Hessian spectrum and gradient noise at theta*",
-            f"The top {rho.size} Hessian eigenvalues at theta* span {rho.max():.3g} to {rho.min():.3g} ({neg} negative; "
+            f"The top {rho.size} Hessian eigenvalues at theta* span {rho.max():.3g} to {rho.min():.3g} "
+            f"({neg} negative; "
             f"Hessian trace {float(theta['hessian_trace']):.4g} +- {float(theta['hessian_trace_se']):.2g}, "
-            f"tr(Sigma) {float(theta['trace_sigma']):.4g}), and the right panel compares the per-mode noise s_i with "
-            f"the paper's assumption Sigma = sigma^2 H. The theory below uses the measured s_i and tr(Sigma) directly, "
-            f"so it does not depend on that assumption.",
+            f"tr(Sigma) {float(theta['trace_sigma']):.4g}), and the right panel compares the per-mode noise "
+            "s_i with "
+            "the paper's assumption Sigma = sigma^2 H. The theory below uses the measured s_i and tr(Sigma) "
+            f"directly, so it does not depend on that assumption.",
             figure=F.hessian_spectrum(rho, theta["mode_noise"]),
             table=Table(
                 ("i", "rho_i", "s_i", "residual ||Hq-rho q||"),
@@ -143,11 +149,16 @@ def write_study_report(run_dir: Path | str) -> Path:
     sections.append(
         ReportSection(
             "Constant instantaneous speed (002 eq. 18, ERRATA 002.3; Fig. 7 top)",
-            f"The measured mean ||delta_k||^2 after the burn-in is compared with eta^2 tr(Sigma)/(S(1-beta^2)) with no "
-            f"fitted constant, tr(Sigma) measured along the same window, and with the paper's one-run calibration. "
-            f"With sampling with replacement the prediction {'holds' if holds else 'fails'}: the largest relative error "
-            f"over the {len(wr)} points is {100 * max_err:.1f}% (tolerance {100 * tol:.0f}%); without replacement the "
-            f"prediction deviates by {_pct(min(wor_dev)) if wor_dev else 'n/a'} to {_pct(max(wor_dev)) if wor_dev else 'n/a'}, "
+            "The measured mean ||delta_k||^2 after the burn-in is compared with eta^2 "
+            "tr(Sigma)/(S(1-beta^2)) with no "
+            "fitted constant, tr(Sigma) measured along the same window, and with the paper's one-run "
+            "calibration. "
+            f"With sampling with replacement the prediction {'holds' if holds else 'fails'}: the largest "
+            "relative error "
+            f"over the {len(wr)} points is {100 * max_err:.1f}% (tolerance {100 * tol:.0f}%); without "
+            "replacement the "
+            f"prediction deviates by {_pct(min(wor_dev)) if wor_dev else 'n/a'} to "
+            f"{_pct(max(wor_dev)) if wor_dev else 'n/a'}, "
             f"the anti-correlated noise of epoch shuffling that the theory does not model.",
             figure=F.speed_sweep(sweeps_fig) if sweeps_fig else None,
             table=Table(
@@ -165,9 +176,10 @@ def write_study_report(run_dir: Path | str) -> Path:
                     "error, one-run calibration",
                 ),
                 speed_rows,
-                "Errors are (predicted - measured)/measured. 'Sigma at theta*' uses tr(Sigma) at the pretrained "
-                "point instead of along the run; 'discrete modes' adds the exact finite-lr factor of the top-k "
-                "modes (ERRATA 002.5).",
+                "Errors are (predicted - measured)/measured. 'Sigma at theta*' uses tr(Sigma) at the "
+                "pretrained "
+                "point instead of along the run; 'discrete modes' adds the exact finite-lr factor of the "
+                "top-k modes (ERRATA 002.5).",
             ),
         )
     )
@@ -194,7 +206,8 @@ def write_study_report(run_dir: Path | str) -> Path:
             "Speed over time at the default hyperparameters (Fig. 1, left)",
             f"||delta_k||^2 of resumed training: the mean over the first tenth of the run is "
             f"{_early_late(curves[dflt['name']]['local'])[0]:.2f} times, and over the last half "
-            f"{_early_late(curves[dflt['name']]['local'])[1]:.2f} times, the mean after the burn-in, i.e. the speed is "
+            f"{_early_late(curves[dflt['name']]['local'])[1]:.2f} times, the mean after the burn-in, i.e. "
+            "the speed is "
             f"constant once the velocity has equilibrated. That mean {dflt['measured_speed']:.4g} is "
             f"{_pct(dflt['relative_error'])} off the prediction {dflt['predicted_speed']:.4g} (dashed).",
             figure=F.speed_over_time(
@@ -217,15 +230,20 @@ def write_study_report(run_dir: Path | str) -> Path:
     cs = [r["c"] for r in lr_rows]
     falling = all(a > b for a, b in zip(cs, cs[1:], strict=False))
     ratios = [r["final_sq_displacement"] / r["theory_final_sq_displacement"] for r in lr_rows]
+    trend = (" - falling as the learning rate grows, as the theory predicts" if falling
+             else " - not monotone in the learning rate")
+    theory_cs = ", ".join(f"{r['c_theory']:.2f}" for r in lr_rows)
     sections.append(
         ReportSection(
             "Anomalous diffusion: ||Delta_k||^2 and its local exponent (Fig. 1 right, section 8)",
             f"The global displacement grows as a power law whose exponent c (fitted on the last 2/3) is "
-            f"{', '.join(f'{c:.2f}' for c in cs)} for lr = {', '.join(f'{r[chr(108) + chr(114)]:g}' for r in lr_rows)}"
-            f"{' - falling as the learning rate grows, as the theory predicts' if falling else ' - not monotone in the learning rate'}. "
+            f"{', '.join(f'{c:.2f}' for c in cs)} for lr = "
+            f"{', '.join(f'{r[chr(108) + chr(114)]:g}' for r in lr_rows)}"
+            f"{trend}. "
             f"The stationary theory (dashed; top-k modes exact, the other modes as one bulk mode) gives "
-            f"{', '.join(f'{r[chr(99) + chr(95) + chr(116) + chr(104) + chr(101) + chr(111) + chr(114) + chr(121)]:.2f}' for r in lr_rows)} "
-            f"on the same window and ends at {', '.join(f'{1 / x:.2f}' for x in ratios)} times the measured displacement.",
+            f"{theory_cs} "
+            f"on the same window and ends at {', '.join(f'{1 / x:.2f}' for x in ratios)} times the measured "
+            "displacement.",
             figure=F.displacement_curves(disp),
         )
     )
@@ -255,8 +273,8 @@ def write_study_report(run_dir: Path | str) -> Path:
     sections.append(
         ReportSection(
             "Exponent c across the sweeps (Fig. 7 bottom)",
-            "Each point is the exponent fitted on the last 2/3 of one run, with a block-bootstrap 95% interval; crosses "
-            "are the stationary theory fitted on the same window. "
+            "Each point is the exponent fitted on the last 2/3 of one run, with a block-bootstrap 95% "
+            "interval; crosses are the stationary theory fitted on the same window. "
             + (
                 "c falls with the learning rate as predicted."
                 if falling
@@ -281,9 +299,10 @@ def write_study_report(run_dir: Path | str) -> Path:
             ReportSection(
                 "Dependence of c on the fitted window (appendix I.7)",
                 f"The exponent fitted on the last 2/3 of the first L steps is "
-                f"{', '.join(f'{c:.2f}' for c in default['window_c'])} for L = {', '.join(str(n) for n in default['window_lengths'])}. "
-                "A single power law would give a constant c; the drift of c with L shows that ||Delta_k||^2 is a sum of "
-                "modes with different time scales, as the theory's sum over eigenmodes says.",
+                f"{', '.join(f'{c:.2f}' for c in default['window_c'])} for L = "
+                f"{', '.join(str(n) for n in default['window_lengths'])}. "
+                "A single power law would give a constant c; the drift of c with L shows that ||Delta_k||^2 "
+                "is a sum of modes with different time scales, as the theory's sum over eigenmodes says.",
                 figure=F.window_dependence(
                     default["window_lengths"],
                     default["window_c"],
@@ -300,8 +319,10 @@ def write_study_report(run_dir: Path | str) -> Path:
             ReportSection(
                 "Phase-space oscillations on q_1 and q_k (Figs. 6, 8)",
                 f"The position-velocity projections rotate at rates set by their eigenvalues (rho = "
-                f"{default['mode_eigenvalues'][0]:.3g} and {default['mode_eigenvalues'][1]:.3g}). The amplitude-weighted "
-                f"FFT frequencies {fm[0]:.3g} and {fm[1]:.3g} cycles/step compare with {ft[0]:.3g} and {ft[1]:.3g} from "
+                f"{default['mode_eigenvalues'][0]:.3g} and {default['mode_eigenvalues'][1]:.3g}). The "
+                "amplitude-weighted "
+                f"FFT frequencies {fm[0]:.3g} and {fm[1]:.3g} cycles/step compare with {ft[0]:.3g} and "
+                f"{ft[1]:.3g} from "
                 f"the exact discrete spectrum of each mode (errors {_pct(ferr[0])}, {_pct(ferr[1])}).",
                 figure=F.phase_space(default["position"], default["velocity"], labels),
             )
@@ -309,9 +330,10 @@ def write_study_report(run_dir: Path | str) -> Path:
         sections.append(
             ReportSection(
                 "Spectra of the projected trajectories (appendix H)",
-                "Amplitude spectra of the positions on q_1 and q_k with the theory's amplitude-weighted mean frequency "
-                "(dashed) and the measured one (dotted). The match tests the per-mode damped oscillator of eq. 9 on the "
-                "network itself.",
+                "Amplitude spectra of the positions on q_1 and q_k with the theory's amplitude-weighted mean "
+                "frequency "
+                "(dashed) and the measured one (dotted). The match tests the per-mode damped oscillator of "
+                "eq. 9 on the network itself.",
                 figure=F.frequency_spectrum(
                     default["spectrum_frequencies"], default["spectrum_amplitudes"], ft, fm, labels
                 ),
@@ -348,13 +370,21 @@ def write_study_report(run_dir: Path | str) -> Path:
         vg = np.linspace(-vmax, vmax, len(grid))
         vx, vy = np.meshgrid(vg, vg, indexing="ij")
         psi_v = 0.5 * (uv[0] * vx**2 + uv[1] * vy**2)
+        follows_modified = (abs(math.log((ps[0] / ps[1]) / (pst[0] / pst[1])))
+                            < abs(math.log((ps[0] / ps[1]) / gibbs)))
+        verdict = (
+            "The trajectory follows the modified loss rather than the original one."
+            if follows_modified
+            else "Here the trajectory is closer to the original loss than to the modified loss."
+        )
         sections.append(
             ReportSection(
                 "Isotropy of the trajectory in the (q_1, q_k) plane (Fig. 4)",
-                f"The train and test losses are anisotropic in this plane (a Gibbs law of the original loss would give a "
-                f"spread ratio std_1/std_k = {gibbs:.2f}), yet the measured ratio is {ps[0] / ps[1]:.2f} against "
-                f"{pst[0] / pst[1]:.2f} from the modified loss (its level sets in the right panel). "
-                f"{'The trajectory follows the modified loss rather than the original one.' if abs(math.log((ps[0] / ps[1]) / (pst[0] / pst[1]))) < abs(math.log((ps[0] / ps[1]) / gibbs)) else 'Here the trajectory is closer to the original loss than to the modified loss.'}",
+                "The train and test losses are anisotropic in this plane (a Gibbs law of the original loss "
+                "would give a "
+                f"spread ratio std_1/std_k = {gibbs:.2f}), yet the measured ratio is {ps[0] / ps[1]:.2f} "
+                f"against {pst[0] / pst[1]:.2f} from the modified loss (its level sets in the right panel). "
+                f"{verdict}",
                 figure=F.trajectory_on_slices(
                     gx,
                     gy,
@@ -380,7 +410,8 @@ def write_study_report(run_dir: Path | str) -> Path:
         sections.append(
             ReportSection(
                 "Velocity and the implicit velocity regularisation Psi_v (Fig. 5)",
-                f"The projected velocities fill the level sets of Psi_v ~ v^T H^-1 v: the measured velocity spread ratio "
+                "The projected velocities fill the level sets of Psi_v ~ v^T H^-1 v: the measured velocity "
+                "spread ratio "
                 f"std(v_1)/std(v_k) = {vs[0] / vs[1]:.2f} against {vst[0] / vst[1]:.2f} predicted.",
                 figure=F.velocity_on_psi(vx, vy, psi_v, default["velocity"], labels),
             )
@@ -400,7 +431,8 @@ def write_study_report(run_dir: Path | str) -> Path:
                 f"Projected on the top Hessian eigenvector, the trajectories for momenta "
                 f"{', '.join(f'{b:g}' for b in lin['momenta'])} follow eq. 9's mean with R^2 = "
                 f"{', '.join(f'{r:.4f}' for r in lin['r2_continuous'])} (exact discrete mean: "
-                f"{', '.join(f'{r:.4f}' for r in lin['r2_discrete'])}). At stationarity the exact discrete theory "
+                f"{', '.join(f'{r:.4f}' for r in lin['r2_discrete'])}). At stationarity the exact discrete "
+                "theory "
                 f"predicts the speed {st['predicted_speed']:.4g} against {st['measured_speed']:.4g} measured "
                 f"({_pct((st['predicted_speed'] - st['measured_speed']) / st['measured_speed'])}).",
                 figure=F.linear_regression_mean(lin["runs"]),
@@ -439,10 +471,14 @@ def write_study_report(run_dir: Path | str) -> Path:
         sections.append(
             ReportSection(
                 "An anisotropic OU process is driven by a modified loss (Fig. 3)",
-                f"With a diffusion that does not commute with the drift, the trajectory's stationary law follows the "
-                f"modified loss Psi (right), not the original loss (left); the grey lines are the stationary probability "
-                f"current (detailed-balance violation ||Q||/||AB|| = {float(ou['detailed_balance_violation']):.2f}). The "
-                f"measured covariance [{mc[0, 0]:.3g}, {mc[0, 1]:.3g}, {mc[1, 1]:.3g}] matches the Lyapunov solution "
+                "With a diffusion that does not commute with the drift, the trajectory's stationary law "
+                "follows the "
+                "modified loss Psi (right), not the original loss (left); the grey lines are the stationary "
+                "probability "
+                "current (detailed-balance violation ||Q||/||AB|| = "
+                f"{float(ou['detailed_balance_violation']):.2f}). The "
+                f"measured covariance [{mc[0, 0]:.3g}, {mc[0, 1]:.3g}, {mc[1, 1]:.3g}] matches the Lyapunov "
+                "solution "
                 f"[{tc[0, 0]:.3g}, {tc[0, 1]:.3g}, {tc[1, 1]:.3g}] within the Monte Carlo error of one path.",
                 figure=F.ou_modified_loss(
                     ou["grid_x"],
@@ -460,9 +496,12 @@ def write_study_report(run_dir: Path | str) -> Path:
         sections.append(
             ReportSection(
                 "Across architectures: constant speed, growing displacement (Fig. 1)",
-                f"For every architecture the speed stays near a constant while ||Delta_k||^2 keeps growing as a power "
-                f"law, with c = {', '.join(f'{k} {v:.2f}' for k, v in cs_a.items())}. The BatchNorm networks are scale "
-                "invariant in most weights, which the quadratic theory does not describe; the phenomenon is shared.",
+                "For every architecture the speed stays near a constant while ||Delta_k||^2 keeps growing "
+                "as a power "
+                f"law, with c = {', '.join(f'{k} {v:.2f}' for k, v in cs_a.items())}. The BatchNorm networks "
+                "are scale "
+                "invariant in most weights, which the quadratic theory does not describe; the phenomenon is "
+                "shared.",
                 figure=F.architecture_comparison(arch["curves"]),
             )
         )

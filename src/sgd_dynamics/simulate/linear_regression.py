@@ -148,10 +148,12 @@ def simulate_linear_regression_sgd(X: ArrayLike, y: ArrayLike, *, hyper: Hyperpa
 
     Parameters
     ----------
-    X, y : data, shapes ``(N, d)`` and ``(N,)``.
+    X, y
+        data, shapes ``(N, d)`` and ``(N,)``.
     hyper : learning rate, momentum, batch size ``S <= N``, weight decay, sampler (``dataset_size = N`` for
         ``"without_replacement"``).
-    steps, replicas, seed, record_every : as in :func:`~sgd_dynamics.simulate.simulate_quadratic_sgd`.
+    steps, replicas, seed, record_every
+        as in :func:`~sgd_dynamics.simulate.simulate_quadratic_sgd`.
     start : ``"zero"`` (``theta = mu``, ``v = 0``), ``"stationary"`` (the exact stationary law of the Gaussian
         quadratic model with the measured ``Sigma``, a close approximation of the true one), or
         ``(theta0, velocity0)`` in parameter coordinates (``theta``, not ``theta - mu``), shape ``(d,)`` or

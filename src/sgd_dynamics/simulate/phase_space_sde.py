@@ -233,14 +233,24 @@ def simulate_phase_space_sde(eigenvalues: ArrayLike, noise_variances: ArrayLike,
 
     Parameters
     ----------
-    eigenvalues, noise_variances : Hessian eigenvalues ``rho`` and per-example noise variances ``s`` per mode.
-    hyper : hyperparameters (curvature ``rho + weight_decay``; the discrete stability limit is not imposed).
-    t_final or steps : horizon in continuous time, or in SGD steps (``t_final = eta * steps``); give one.
-    dt : integration step in continuous time (default ``eta``, one SGD step); must divide ``t_final``.
+    eigenvalues, noise_variances
+        Hessian eigenvalues ``rho`` and per-example noise variances ``s`` per mode.
+    hyper
+        hyperparameters (curvature ``rho + weight_decay``; the discrete stability limit is not imposed).
+    t_final, steps
+        horizon in continuous time, or in SGD steps (``t_final = eta * steps``); give one.
+    dt
+        integration step in continuous time (default ``eta``, one SGD step); must divide ``t_final``.
+    replicas
+        number of independent replicas ``R`` (``>= 1``).
+    seed
+        seed of ``numpy.random.default_rng``; the run is reproducible.
     start : ``"stationary"`` (the continuous stationary law; ``x = 0`` for zero modes), ``"zero"``, or
         ``(position0, velocity0)``.
-    method : ``"exact"`` (OU transition, exact at any ``dt``) or ``"euler_maruyama"``.
-    record_every : keep every ``r``-th integration step.
+    method
+        ``"exact"`` (OU transition, exact at any ``dt``) or ``"euler_maruyama"``.
+    record_every
+        keep every ``r``-th integration step.
 
     Returns
     -------

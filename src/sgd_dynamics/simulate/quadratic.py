@@ -227,18 +227,24 @@ def simulate_quadratic_sgd(eigenvalues: ArrayLike, noise_variances: ArrayLike | 
 
     Parameters
     ----------
-    eigenvalues : Hessian eigenvalues ``rho`` (shape ``(m,)``); curvature is ``rho + hyper.weight_decay``.
+    eigenvalues
+        Hessian eigenvalues ``rho`` (shape ``(m,)``); curvature is ``rho + hyper.weight_decay``.
     noise_variances : per-example gradient-noise variance ``s_i`` along each mode (each step draws
         ``N(0, s_i / S)``, independent across steps and modes). Scalar broadcasts.
     noise_covariance : instead of ``noise_variances``, a full per-example covariance ``Sigma`` (``(m, m)``,
         symmetric PSD) in the eigenbasis.
-    hyper : learning rate, momentum, batch size ``S``, weight decay.
-    steps, replicas : number of SGD steps ``T`` and of independent replicas ``R`` (both ``>= 1``).
-    seed : seed of ``numpy.random.default_rng``; the run is bit-reproducible.
+    hyper
+        learning rate, momentum, batch size ``S``, weight decay.
+    steps, replicas
+        number of SGD steps ``T`` and of independent replicas ``R`` (both ``>= 1``).
+    seed
+        seed of ``numpy.random.default_rng``; the run is bit-reproducible.
     start : ``"stationary"`` (exact discrete stationary law), ``"zero"`` (``x = v = 0``) or
         ``(position0, velocity0)`` arrays of shape ``(m,)`` or ``(R, m)``.
-    record_every : keep every ``r``-th step (steps ``0, r, 2r, ...``) to bound memory.
-    noise_chunk_steps : how many steps of noise to draw at once (memory only; results do not depend on it).
+    record_every
+        keep every ``r``-th step (steps ``0, r, 2r, ...``) to bound memory.
+    noise_chunk_steps
+        how many steps of noise to draw at once (memory only; results do not depend on it).
 
     Returns
     -------

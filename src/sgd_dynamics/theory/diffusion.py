@@ -60,7 +60,8 @@ def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hype
     per_mode = (phase_space if model == "continuous" else discrete).global_displacement_per_mode
     # bound the (steps x modes) temporaries to a few MB whatever the spectrum size
     chunk = max(1, _CHUNK_ELEMENTS // max(rho.size, 1))
-    return np.concatenate([per_mode(rho, s, hyper, t[i:i + chunk]).sum(axis=1) for i in range(0, t.size, chunk)])
+    return np.concatenate([per_mode(rho, s, hyper, t[i:i + chunk]).sum(axis=1)
+                           for i in range(0, t.size, chunk)])
 
 
 def local_exponent(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, steps: ArrayLike,
@@ -118,7 +119,8 @@ def _validated(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperp
     rho = hyper.check_stable(eigenvalues)
     s = np.atleast_1d(np.asarray(noise_variances, dtype=np.float64))
     if s.shape != rho.shape:
-        raise ValueError(f"noise_variances must have one entry per eigenvalue ({rho.size}); got shape {s.shape}")
+        raise ValueError(f"noise_variances must have one entry per eigenvalue ({rho.size}); "
+                         f"got shape {s.shape}")
     if not np.all(np.isfinite(s)) or np.any(s < 0):
         i = int(np.argmin(np.where(np.isfinite(s), s, -np.inf)))
         raise ValueError(f"noise_variances[{i}]={float(s[i])!r} is invalid: expected finite values >= 0")
@@ -129,5 +131,6 @@ def _validated_steps(steps: ArrayLike) -> NDArray[np.int64]:
     t = np.atleast_1d(np.asarray(steps))
     if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t.astype(float))) or np.any(t < 1) \
             or np.any(t.astype(float) != np.round(t.astype(float))):
-        raise ValueError(f"steps must be a non-empty 1-D array of integers >= 1; got {np.asarray(steps)!r}"[:200])
+        raise ValueError(
+            f"steps must be a non-empty 1-D array of integers >= 1; got {np.asarray(steps)!r}"[:200])
     return t.astype(np.int64)

@@ -168,7 +168,8 @@ def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
     return RootPair(det=det, sgn=sgn, a=a, overdamped=overdamped, e1=e1, e2=e2)
 
 
-def _q(h: NDArray[np.float64], noise_variances: NDArray[np.float64], hyper: Hyperparams) -> NDArray[np.float64]:
+def _q(h: NDArray[np.float64], noise_variances: NDArray[np.float64],
+       hyper: Hyperparams) -> NDArray[np.float64]:
     s = np.asarray(noise_variances, dtype=np.float64) / hyper.batch_size
     beta = hyper.momentum
     return s / ((1 - beta) * (2 * (1 + beta) - hyper.lr * h))

@@ -11,12 +11,12 @@ and the squared displacement after ``t`` steps (002 eq. 19 with the time unit of
     E||Delta_t||^2 / eta^2 = t c(0) + 2 sum_{l=1}^{t-1} (t - l) c(l)
                            = t c(0) + 2 [c(1) psi_{t+1}[r1, r2] - det(N) c(0) psi_t[r1, r2]],
 
-where ``psi_t(r) = sum_{l=1}^{t-1} (t - l) r^(l-1) = (t e - 1 + r^t) / e^2`` with ``e = 1 - r`` and ``f[r1, r2]``
-is the divided difference. Evaluating this naively fails at critical damping (``r1 = r2``), for modes
-with ``rho -> 0`` (a root tends to 1) and for large ``t`` (overflow). Here:
+where ``psi_t(r) = sum_{l=1}^{t-1} (t - l) r^(l-1) = (t e - 1 + r^t) / e^2`` with ``e = 1 - r`` and
+``f[r1, r2]`` is the divided difference. Evaluating this naively fails at critical damping (``r1 = r2``), for
+modes with ``rho -> 0`` (a root tends to 1) and for large ``t`` (overflow). Here:
 
-* ``u_t`` uses Chebyshev form ``u_t = sgn^(t-1) sqrt(det)^(t-1) sinh(t a) / sinh(a)`` (or ``sin``), evaluated in
-  log space, exact at critical damping (``t``) and free of overflow;
+* ``u_t`` uses Chebyshev form ``u_t = sgn^(t-1) sqrt(det)^(t-1) sinh(t a) / sinh(a)`` (or ``sin``), evaluated
+  in log space, exact at critical damping (``t``) and free of overflow;
 * a root near 1 that is well separated from the other: ``psi_t`` per root through
   ``psi_t = t^2 (l/e)^2 phi2(t l) - t chi(e)``, ``l = log1p(-e)``, ``phi2(z) = (e^z - 1 - z)/z^2``,
   ``chi(e) = (-log1p(-e) - e)/e^2``, then an ordinary divided difference;
@@ -99,12 +99,14 @@ def divided_power(roots: RootPair, t: NDArray[np.float64]) -> NDArray[np.float64
 def _regimes(roots: RootPair) -> list[tuple[NDArray[np.bool_], str]]:
     """Mode masks for ``det = 0``, real (overdamped) and complex roots, the empty ones dropped."""
     zero_det = roots.det == 0
-    masks = [(zero_det, "zero_det"), (~zero_det & roots.overdamped, "over"), (~zero_det & ~roots.overdamped, "under")]
+    masks = [(zero_det, "zero_det"), (~zero_det & roots.overdamped, "over"),
+             (~zero_det & ~roots.overdamped, "under")]
     return [(m, kind) for m, kind in masks if np.any(m)]
 
 
 def displacement_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
-                         steps: NDArray[np.int64], c1_minus_r2_c0: NDArray[np.float64]) -> NDArray[np.float64]:
+                         steps: NDArray[np.int64],
+                         c1_minus_r2_c0: NDArray[np.float64]) -> NDArray[np.float64]:
     """``t c0 + 2 sum_{l=1}^{t-1} (t - l) c(l)`` for each step count ``t`` (rows) and mode (columns).
 
     ``c0, c1`` are the stationary lag-0 and lag-1 velocity autocovariances per mode, and
@@ -228,7 +230,8 @@ def _one_minus_power(r: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[
     return 1 - np.power(r, t)
 
 
-def _one_minus_root_power(roots: RootPair, sel: NDArray[np.bool_], t: NDArray[np.float64]) -> NDArray[np.complex128]:
+def _one_minus_root_power(roots: RootPair, sel: NDArray[np.bool_],
+                          t: NDArray[np.float64]) -> NDArray[np.complex128]:
     """``1 - r1^t`` for the selected modes, from the stable parametrisation of ``r1``."""
     sub = _subset(roots, sel)
     out = np.empty(np.broadcast_shapes(t.shape, sub.det.shape), dtype=np.complex128)

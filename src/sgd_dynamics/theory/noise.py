@@ -18,8 +18,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 
-def per_mode_noise(eigenvalues: ArrayLike, *, sigma2: float | None = None, noise_variances: ArrayLike | None = None,
-                   covariance: ArrayLike | None = None, eigenvectors: ArrayLike | None = None) -> NDArray[np.float64]:
+def per_mode_noise(eigenvalues: ArrayLike, *, sigma2: float | None = None,
+                   noise_variances: ArrayLike | None = None, covariance: ArrayLike | None = None,
+                   eigenvectors: ArrayLike | None = None) -> NDArray[np.float64]:
     """Per-mode per-example noise variances ``s_i`` from exactly one of the three descriptions.
 
     >>> per_mode_noise([0.5, 2.0], sigma2=0.1).tolist()
@@ -40,7 +41,8 @@ def per_mode_noise(eigenvalues: ArrayLike, *, sigma2: float | None = None, noise
     if noise_variances is not None:
         s = np.atleast_1d(np.asarray(noise_variances, dtype=np.float64))
         if s.shape != rho.shape:
-            raise ValueError(f"noise_variances must have one entry per eigenvalue ({rho.size}); got shape {s.shape}")
+            raise ValueError(f"noise_variances must have one entry per eigenvalue ({rho.size}); "
+                         f"got shape {s.shape}")
     else:
         sig = np.asarray(covariance, dtype=np.float64)
         if sig.ndim != 2 or sig.shape[0] != sig.shape[1]:

@@ -3,7 +3,8 @@
 Chapter 004 (noise geometry; Thm 8 corrected by ERRATA 004.2/004.3). ``Sigma`` is the per-example gradient
 covariance and ``H`` the Hessian, both ``d x d`` symmetric; the minibatch noise has covariance ``Sigma / B``.
 
-* alignment ``tr(Sigma H) / (||Sigma||_F ||H||_F)`` (1 when ``Sigma ∝ H``, the Fisher-like case of ERRATA 004.3);
+* alignment ``tr(Sigma H) / (||Sigma||_F ||H||_F)`` (1 when ``Sigma ∝ H``, the Fisher-like case of
+  ERRATA 004.3);
 * top-``k`` eigenspace overlap ``||U_Sigma^T U_H||_F^2 / k`` in ``[0, 1]``;
 * anisotropy ``lambda_max(Sigma) / (tr Sigma / d)`` (1 when isotropic, ``d`` when rank one) and effective rank
   ``(tr Sigma)^2 / ||Sigma||_F^2``;
@@ -58,7 +59,10 @@ def alignment(sigma: ArrayLike, hessian: ArrayLike) -> float:
 
 
 def top_eigenspace_overlap(sigma: ArrayLike, hessian: ArrayLike, k: int) -> float:
-    """``||U_Sigma^T U_H||_F^2 / k`` for the top-``k`` eigenvectors of each (1: same subspace, ~k/d: random)."""
+    """``||U_Sigma^T U_H||_F^2 / k`` for the top-``k`` eigenvectors of each.
+
+    1: same subspace, ~k/d: random.
+    """
     S, H = _symmetric(sigma, "sigma"), _symmetric(hessian, "hessian")
     if S.shape != H.shape:
         raise ValueError(f"sigma and hessian must have the same shape; got {S.shape} and {H.shape}")
@@ -82,11 +86,13 @@ def _in_hessian_basis(hessian: ArrayLike, sigma: ArrayLike) -> tuple[Array, Arra
     H, S = _symmetric(hessian, "hessian"), _symmetric(sigma, "sigma")
     h, U = np.linalg.eigh(H)
     if h[0] <= 0:
-        raise ValueError(f"hessian must be positive definite for a stationary covariance; lambda_min={h[0]:.3g}")
+        raise ValueError("hessian must be positive definite for a stationary covariance; "
+                         f"lambda_min={h[0]:.3g}")
     return h, U, U.T @ S @ U
 
 
-def stationary_covariance_continuous(hessian: ArrayLike, sigma: ArrayLike, lr: float, batch_size: int) -> Array:
+def stationary_covariance_continuous(hessian: ArrayLike, sigma: ArrayLike, lr: float,
+                                     batch_size: int) -> Array:
     """Solution ``C`` of ``H C + C H = (eta / B) Sigma``."""
     h, U, Sp = _in_hessian_basis(hessian, sigma)
     Cp = (lr / batch_size) * Sp / (h[:, None] + h[None, :])
@@ -94,7 +100,10 @@ def stationary_covariance_continuous(hessian: ArrayLike, sigma: ArrayLike, lr: f
 
 
 def stationary_covariance_discrete(hessian: ArrayLike, sigma: ArrayLike, lr: float, batch_size: int) -> Array:
-    """Solution ``C`` of ``C = (I - eta H) C (I - eta H) + (eta^2 / B) Sigma`` (plain SGD); needs ``eta h < 2``."""
+    """Solution ``C`` of ``C = (I - eta H) C (I - eta H) + (eta^2 / B) Sigma`` (plain SGD).
+
+    Needs ``eta h < 2``.
+    """
     h, U, Sp = _in_hessian_basis(hessian, sigma)
     if lr * h[-1] >= 2:
         raise ValueError(f"lr={lr!r} is unstable: lr * lambda_max(H) = {lr * h[-1]:.4g} must be < 2")

@@ -56,7 +56,8 @@ class OrnsteinUhlenbeck:
             raise ValueError(f"drift must be stable (eigenvalues with real part > 0); smallest real part "
                              f"{real_parts.min():.3g}: no stationary law exists")
         if not (np.isfinite(self.inverse_temperature) and self.inverse_temperature > 0):
-            raise ValueError(f"inverse_temperature={self.inverse_temperature!r} is invalid: expected a finite value > 0")
+            raise ValueError(f"inverse_temperature={self.inverse_temperature!r} is invalid: "
+                             "expected a finite value > 0")
         mu = np.zeros(a.shape[0]) if self.mean is None else np.asarray(self.mean, dtype=np.float64)
         if mu.shape != (a.shape[0],):
             raise ValueError(f"mean must have shape ({a.shape[0]},); got {mu.shape}")
@@ -102,7 +103,10 @@ class OrnsteinUhlenbeck:
         return scipy.linalg.expm(-self.drift * lag) @ self.stationary_covariance()
 
     def decomposition(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """``(U, Q)`` with ``A = (D + Q) U``, ``U = B^-1`` symmetric positive definite, ``Q`` skew (ERRATA 002.4)."""
+        """``(U, Q)`` with ``A = (D + Q) U`` (ERRATA 002.4).
+
+        ``U = B^-1`` is symmetric positive definite, ``Q`` skew.
+        """
         u = np.linalg.inv(self._b)
         q = self.drift @ self._b - self.diffusion
         return (u + u.T) / 2, (q - q.T) / 2

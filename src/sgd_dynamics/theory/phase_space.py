@@ -45,7 +45,10 @@ def drift_matrix(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> NDArra
 
 
 def diffusion_matrix(noise_variances: NDArray[np.float64], hyper: Hyperparams) -> NDArray[np.float64]:
-    """Per-mode diffusion ``D`` of eq. 8 (noise covariance rate is ``2 D / kappa``), shape ``(modes, 2, 2)``."""
+    """Per-mode diffusion ``D`` of eq. 8, shape ``(modes, 2, 2)``.
+
+    The noise covariance rate is ``2 D / kappa``.
+    """
     s = np.asarray(noise_variances, dtype=np.float64)
     d = np.zeros(s.shape + (2, 2))
     d[..., 1, 1] = 2 * hyper.damping_rate * s
@@ -53,7 +56,8 @@ def diffusion_matrix(noise_variances: NDArray[np.float64], hyper: Hyperparams) -
 
 
 def sgd_ornstein_uhlenbeck(hessian: NDArray[np.float64], noise_covariance: NDArray[np.float64],
-                           hyper: Hyperparams, minimum: NDArray[np.float64] | None = None) -> OrnsteinUhlenbeck:
+                           hyper: Hyperparams,
+                           minimum: NDArray[np.float64] | None = None) -> OrnsteinUhlenbeck:
     """The full phase-space OU process of eq. 7 for a small dense Hessian and per-example noise covariance.
 
     State ``(theta, v)`` of dimension ``2 d``; ``Sigma`` need not commute with ``H``.
@@ -68,7 +72,8 @@ def sgd_ornstein_uhlenbeck(hessian: NDArray[np.float64], noise_covariance: NDArr
     eta, beta = hyper.lr, hyper.momentum
     eye = np.eye(d)
     drift = np.block([[np.zeros((d, d)), -eye],
-                      [2 / (eta * (1 + beta)) * (hmat + hyper.weight_decay * eye), 2 * hyper.damping_rate * eye]])
+                      [2 / (eta * (1 + beta)) * (hmat + hyper.weight_decay * eye),
+                       2 * hyper.damping_rate * eye]])
     diffusion = np.zeros((2 * d, 2 * d))
     diffusion[d:, d:] = 2 * hyper.damping_rate * sig
     mean = np.zeros(2 * d) if minimum is None else np.concatenate([np.asarray(minimum, float), np.zeros(d)])
@@ -162,9 +167,10 @@ def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDAr
 
 def modified_loss_curvature(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                             hyper: Hyperparams) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Diagonal of ``U`` (eq. 14): ``(omega^2 / s, 1 / s)`` per mode, so ``Psi = sum (U_x x^2 + U_v v^2) / 2``.
+    """Diagonal of ``U`` (eq. 14): ``(omega^2 / s, 1 / s)`` per mode.
 
-    The stationary law is ``p_ss ~ exp(-kappa Psi)``. Requires ``s > 0`` in every mode.
+    So ``Psi = sum (U_x x^2 + U_v v^2) / 2``. The stationary law is ``p_ss ~ exp(-kappa Psi)``. Requires
+    ``s > 0`` in every mode.
     """
     s = np.asarray(noise_variances, dtype=np.float64)
     if np.any(s <= 0):
@@ -208,7 +214,10 @@ def expected_kinetic_energy(noise_variances: NDArray[np.float64], hyper: Hyperpa
 
 
 def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
-    """Roots ``exp(eta lambda_pm)`` of the one-step propagator ``exp(-A eta)`` (see :class:`lag_sums.RootPair`)."""
+    """Roots ``exp(eta lambda_pm)`` of the one-step propagator ``exp(-A eta)``.
+
+    See :class:`lag_sums.RootPair`.
+    """
     g, w2 = _step_rates(eigenvalues, hyper)
     w = np.sqrt(w2)
     overdamped = w <= g
@@ -229,8 +238,12 @@ def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
     return RootPair(det=np.exp(-2 * g), sgn=sgn, a=a, overdamped=overdamped, e1=e1, e2=e2)
 
 
-def _step_rates(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per-step damping ``g = gamma eta = (1 - beta)/(1 + beta)`` and ``w2 = omega^2 eta^2 = 2 eta h/(1 + beta)``."""
+def _step_rates(eigenvalues: NDArray[np.float64],
+                hyper: Hyperparams) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per-step damping ``g = gamma eta = (1 - beta)/(1 + beta)`` and ``w2 = omega^2 eta^2``.
+
+    ``w2 = 2 eta h/(1 + beta)``.
+    """
     h = hyper.curvature(eigenvalues)
     beta = hyper.momentum
     g = np.full_like(h, (1 - beta) / (1 + beta))
@@ -241,7 +254,8 @@ def _propagator_coefficients(g: NDArray[np.float64], w2: NDArray[np.float64], k:
                              ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``E1 = e^{-g k} cosh(a k)`` and ``E2 = e^{-g k} sinh(a k) / a`` (per-step units), all regimes.
 
-    ``a^2 = g^2 - w2``; for ``a`` imaginary these are ``cos`` and ``sin / theta``; at ``a = 0``, ``E2 = k e^{-g k}``.
+    ``a^2 = g^2 - w2``; for ``a`` imaginary these are ``cos`` and ``sin / theta``; at ``a = 0``,
+    ``E2 = k e^{-g k}``.
     """
     w = np.sqrt(w2)
     a2 = (g - w) * (g + w)

@@ -1,8 +1,8 @@
 """The temperature convention of this package: from SGD's ``(eta, S, beta, Sigma)`` to a diffusion and ``T``.
 
 Convention (ERRATA 004.1; chapter 004 mixes ``eta/B`` and ``eta Sigma/(2B)`` — we use only the latter).
-SGD with momentum in PyTorch's form (``b <- beta b + g_B``, ``theta <- theta - eta b``), minibatch gradient noise
-of covariance ``Sigma / S`` (``Sigma`` the per-example gradient covariance), time ``t = eta k`` as in
+SGD with momentum in PyTorch's form (``b <- beta b + g_B``, ``theta <- theta - eta b``), minibatch gradient
+noise of covariance ``Sigma / S`` (``Sigma`` the per-example gradient covariance), time ``t = eta k`` as in
 :mod:`sgd_dynamics.hyper`. In the overdamped limit the effective step is ``eta / (1 - beta)`` and::
 
     d theta = -(1 / (1 - beta)) grad L dt + (sqrt(eta / S) / (1 - beta)) Sigma^(1/2) dW,
@@ -14,13 +14,13 @@ whose stationary law on a quadratic with ``Sigma = s I`` is Gibbs ``exp(-L / T)`
 
 So ``dx = -grad U dt + sqrt(2 T) dW`` (the form used by :mod:`.escape`, :mod:`.fokker_planck` and the Langevin
 simulators) is SGD in the rescaled time ``t' = t / (1 - beta)``. The continuous stationary variance of a mode
-with curvature ``h`` is ``T / h = eta s / (2 S h (1 - beta))`` (ERRATA 004.2); the exact discrete heavy-ball value
-is (derived from ``P = M P M^T + W``; see :func:`discrete_stationary_variance`)::
+with curvature ``h`` is ``T / h = eta s / (2 S h (1 - beta))`` (ERRATA 004.2); the exact discrete heavy-ball
+value is (derived from ``P = M P M^T + W``; see :func:`discrete_stationary_variance`)::
 
     Var = eta s (1 + beta) / (S h (1 - beta) (2 (1 + beta) - eta h)),
 
-which reduces to ``eta s / (S h (2 - eta h))`` at ``beta = 0`` (ERRATA 004.2) and to ``T / h`` as ``eta h -> 0``.
-Only ``eta / S`` (and ``beta``) enters ``T``: the linear scaling rule.
+which reduces to ``eta s / (S h (2 - eta h))`` at ``beta = 0`` (ERRATA 004.2) and to ``T / h`` as
+``eta h -> 0``. Only ``eta / S`` (and ``beta``) enters ``T``: the linear scaling rule.
 
 >>> from sgd_dynamics.hyper import Hyperparams
 >>> effective_temperature(Hyperparams(lr=0.1, batch_size=10), 2.0)
@@ -40,7 +40,10 @@ from sgd_dynamics.hyper import Hyperparams
 
 
 def effective_temperature(hyper: Hyperparams, noise_variance: ArrayLike) -> NDArray[np.float64] | float:
-    """``T = eta s / (2 S (1 - beta))`` for per-example gradient noise variance(s) ``s`` (scalar or per direction)."""
+    """``T = eta s / (2 S (1 - beta))`` for per-example gradient noise variance(s) ``s``.
+
+    ``s`` is a scalar or one value per direction.
+    """
     s = np.asarray(noise_variance, dtype=np.float64)
     if np.any(s < 0) or not np.all(np.isfinite(s)):
         raise ValueError(f"noise_variance={noise_variance!r} is invalid: expected finite values >= 0")
@@ -74,7 +77,10 @@ def sgd_diffusion(hyper: Hyperparams, noise_covariance: ArrayLike) -> SGDDiffusi
 
 def discrete_stationary_variance(hyper: Hyperparams, curvature: ArrayLike, noise_variance: ArrayLike
                                  ) -> NDArray[np.float64]:
-    """Exact stationary ``Var x`` of heavy-ball SGD on ``h x^2 / 2`` with per-example noise ``s`` (per mode)."""
+    """Exact stationary ``Var x`` of heavy-ball SGD on ``h x^2 / 2``.
+
+    With per-example noise ``s`` (per mode).
+    """
     h = hyper.check_stable(curvature, "curvature")
     if np.any(h <= 0):
         raise ValueError("curvature must be > 0 for a stationary variance")
