@@ -45,7 +45,8 @@ def main() -> None:
         mean, stderr = fp.mean_and_stderr()
         steps = float(np.sum(fp.times)) / dt
         ns_per_step = min(ns_per_step, seconds / steps * 1e9)
-        print(f"{name:<26}{seconds:9.2f}{seconds / steps * 1e9:9.1f}{base / seconds:10.1f}{mean:9.4f}{stderr:8.4f}")
+        print(f"{name:<26}{seconds:9.2f}{seconds / steps * 1e9:9.1f}{base / seconds:10.1f}{mean:9.4f}"
+              f"{stderr:8.4f}")
     exact_cold = mean_first_passage_time(U, 0.1, -0.9, 0.0)
     steps_cold = n * exact_cold / dt
     print(f"escape --temperature 0.1: about {steps_cold:.3g} steps, {steps_cold * ns_per_step * 1e-9:.0f} s "

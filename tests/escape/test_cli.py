@@ -30,8 +30,8 @@ def test_json_output(capsys):
 
 
 def test_readable_table_and_potential_without_barrier(capsys):
-    code = cli.main(["escape", "--potential", "x**2", "--temperature", "1", "--start", "0.5", "--target", "-1",
-                     "--replicas", "200"])
+    code = cli.main(["escape", "--potential", "x**2", "--temperature", "1", "--start", "0.5", "--target",
+                     "-1", "--replicas", "200"])
     assert code == 0
     text = capsys.readouterr().out
     assert "exact MFPT" in text and "n/a (no barrier)" in text

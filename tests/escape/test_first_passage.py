@@ -49,7 +49,8 @@ def test_same_law_as_the_numpy_simulator():
     # Two implementations of one scheme: the exit-time distributions agree (two-sample KS).
     dt, n = 4e-3, 3000
     compiled = first_passage_times_1d(DOUBLE_WELL, -0.9, 0.0, 0.5, dt, n, seed=1, max_steps=10**8)
-    vectorised = first_passage_times(DOUBLE_WELL.gradient, np.full(n, -0.9), 0.5, dt, 10**6, seed=2, target=0.0)
+    vectorised = first_passage_times(DOUBLE_WELL.gradient, np.full(n, -0.9), 0.5, dt, 10**6, seed=2,
+                                     target=0.0)
     assert compiled.all_exited and vectorised.all_exited
     assert stats.ks_2samp(compiled.times, vectorised.times).pvalue > 1e-3
 

@@ -73,7 +73,8 @@ def test_eyring_kramers_finds_critical_points_and_reduces_to_kramers_on_a_separa
     np.testing.assert_allclose(m.hessian_eigenvalues, [k, 8], rtol=1e-9)
     np.testing.assert_allclose(s.hessian_eigenvalues, [-4, k], rtol=1e-12)
     for T in (0.3, 0.1):
-        assert eyring_kramers_time(m, s, T) == pytest.approx(kramers_time(DOUBLE_WELL, T, -1.0, 0.0), rel=1e-8)
+        assert eyring_kramers_time(m, s, T) == pytest.approx(kramers_time(DOUBLE_WELL, T, -1.0, 0.0),
+                                                             rel=1e-8)
     # Rotating the landscape leaves the Eyring–Kramers time unchanged.
     c, sn = math.cos(0.6), math.sin(0.6)
     u, v = f"({c}*x + {sn}*y)", f"(-{sn}*x + {c}*y)"

@@ -21,10 +21,11 @@ def test_discretisation_bias_at_the_cli_step_is_below_the_default_monte_carlo_er
 
 
 def test_monte_carlo_mfpt_at_t_0_2_within_three_standard_errors():
-    # dt = 0.004: the bias measured with 8000 replicas was -1.0 % +- 1.1 % at dt = 0.005 and -0.5 % +- 1.1 % at
-    # dt = 0.0025, well below the 3.3 % standard error of the 1000 replicas used here.
+    # dt = 0.004: the bias measured with 8000 replicas was -1.0 % +- 1.1 % at dt = 0.005 and -0.5 % +- 1.1 %
+    # at dt = 0.0025, well below the 3.3 % standard error of the 1000 replicas used here.
     T = 0.2
-    fp = first_passage_times(DOUBLE_WELL.gradient, np.full(1000, -0.9), T, 0.004, 1_000_000, seed=4, target=0.0)
+    fp = first_passage_times(DOUBLE_WELL.gradient, np.full(1000, -0.9), T, 0.004, 1_000_000, seed=4,
+                             target=0.0)
     mean, se = fp.mean_and_stderr()
     assert abs(mean - mean_first_passage_time(DOUBLE_WELL, T, -0.9, 0.0)) < 3 * se
 
@@ -77,8 +78,15 @@ def test_annealing_schedules():
     assert np.all(annealing_schedule("constant", 0.3, 100)(steps) == 0.3)
     step = annealing_schedule("step", 1.0, 100, factor=0.5, every=25)(steps)
     assert step[0] == 1.0 and step[25] == 0.5 and step[100] == 0.0625
-    log = annealing_schedule("log", 1.0, 100)(steps)
-    np.testing.assert_allclose(log * np.log(steps + 2.0), np.log(2.0))
+    # log: T0 / log(e + k / every) with every = n_steps // 100 by default (here 10).
+    log = annealing_schedule("log", 2.0, 1000)(steps)
+    np.testing.assert_allclose(log * np.log(np.e + steps / 10.0), 2.0)
+    assert log[0] == 2.0 and np.all(np.diff(log) < 0)
+    far = np.array([10**6, 10**9])  # c / log t with c = T0: T log(k / every) -> T0 as k / every -> inf
+    np.testing.assert_allclose(annealing_schedule("log", 2.0, 10, every=5)(far) * np.log(far / 5.0), 2.0,
+                               rtol=2e-6)
+    with pytest.raises(ValueError, match="every=0 is invalid: expected an integer >= 1"):
+        annealing_schedule("log", 1.0, 100, every=0)
     assert np.all(np.diff(annealing_schedule("cosine", 1.0, 100, final_temperature=0.1)(steps)) <= 0)
     with pytest.raises(ValueError, match="kind='linear' is invalid"):
         annealing_schedule("linear", 1.0, 10)

@@ -26,7 +26,8 @@ def heavy_ball_lyapunov_variance(eta, beta, B, h, s):
     return linalg.solve_discrete_lyapunov(A, Q)[0, 0]
 
 
-@pytest.mark.parametrize(("eta", "beta", "h"), [(0.1, 0.0, 4.0), (0.1, 0.5, 4.0), (0.05, 0.9, 20.0), (0.3, 0.0, 6.0)])
+@pytest.mark.parametrize(("eta", "beta", "h"),
+                         [(0.1, 0.0, 4.0), (0.1, 0.5, 4.0), (0.05, 0.9, 20.0), (0.3, 0.0, 6.0)])
 def test_discrete_stationary_variance_matches_discrete_lyapunov(eta, beta, h):
     hp = Hyperparams(lr=eta, momentum=beta, batch_size=8)
     got = discrete_stationary_variance(hp, [h], [2.5])[0]
@@ -82,10 +83,12 @@ def test_continuous_and_discrete_lyapunov_solutions_against_scipy():
     sigma = M @ M.T + 0.1 * np.eye(4)  # does not commute with H
     eta, B = 0.1, 3
     Cc = stationary_covariance_continuous(H, sigma, eta, B)
-    np.testing.assert_allclose(Cc, linalg.solve_continuous_lyapunov(H, eta / B * sigma), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(Cc, linalg.solve_continuous_lyapunov(H, eta / B * sigma), rtol=1e-10,
+                               atol=1e-14)
     A = np.eye(4) - eta * H
     Cd = stationary_covariance_discrete(H, sigma, eta, B)
-    np.testing.assert_allclose(Cd, linalg.solve_discrete_lyapunov(A, eta**2 / B * sigma), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(Cd, linalg.solve_discrete_lyapunov(A, eta**2 / B * sigma), rtol=1e-10,
+                               atol=1e-14)
     with pytest.raises(ValueError, match="lr=0.3 is unstable"):
         stationary_covariance_discrete(H, sigma, 0.3, B)
 

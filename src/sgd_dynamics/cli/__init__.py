@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order ``--help`` lists them (``study`` registers demo, study and report).
-_SUBCOMMANDS = ("study", "predict", "escape", "momentum")
+_SUBCOMMANDS = ("study", "predict", "escape", "basins", "momentum")
 
 
 class UsageError(ValueError):

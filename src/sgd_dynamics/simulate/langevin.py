@@ -4,16 +4,17 @@ Overdamped diffusion ``dx = -grad U(x) dt + sqrt(2 T) dW`` (the SGD diffusion of
 :mod:`sgd_dynamics.theory.temperature` in the isotropic case; chapter 004 Definition 16, ERRATA 004.1/004.7):
 
 * :func:`euler_maruyama` — Euler–Maruyama (= ULA; with additive noise also Milstein, strong order 1,
-  ERRATA 004.7), optionally with position-dependent noise ``dx = -grad U dt + B(x) dW`` and an annealing schedule.
-* :func:`mala` — Metropolis-adjusted Langevin: the ULA proposal ``y = x - dt grad U(x) + sqrt(2 T dt) xi`` accepted
-  with ``min(1, pi(y) q(x|y) / (pi(x) q(y|x)))``, ``q(y|x) ∝ exp(-|y - x + dt grad U(x)|^2 / (4 T dt))``; its
-  stationary law is exactly ``exp(-U/T)``.
-* :func:`baoab` — underdamped Langevin ``dx = v dt, dv = -grad U dt - gamma v dt + sqrt(2 gamma T) dW`` (unit mass)
-  split B-A-O-A-B (Leimkuhler & Matthews 2013).
-* :func:`first_passage_times` — per-replica exit times of the overdamped diffusion from ``{x < target}`` (or
-  ``{x > target}``), with the Brownian-bridge crossing correction ``P = exp(-(b - x_n)(b - x_{n+1}) / (T dt))``
-  that removes the O(sqrt dt) bias of checking the boundary only at grid times; or from a general set given
-  by a predicate (no correction).
+  ERRATA 004.7), optionally with position-dependent noise ``dx = -grad U dt + B(x) dW`` and an annealing
+  schedule.
+* :func:`mala` — Metropolis-adjusted Langevin: the ULA proposal ``y = x - dt grad U(x) + sqrt(2 T dt) xi``
+  accepted with ``min(1, pi(y) q(x|y) / (pi(x) q(y|x)))``,
+  ``q(y|x) ∝ exp(-|y - x + dt grad U(x)|^2 / (4 T dt))``; its stationary law is exactly ``exp(-U/T)``.
+* :func:`baoab` — underdamped Langevin ``dx = v dt, dv = -grad U dt - gamma v dt + sqrt(2 gamma T) dW``
+  (unit mass) split B-A-O-A-B (Leimkuhler & Matthews 2013).
+* :func:`first_passage_times` — per-replica exit times of the overdamped diffusion from ``{x < target}``
+  (or ``{x > target}``), with the Brownian-bridge crossing correction
+  ``P = exp(-(b - x_n)(b - x_{n+1}) / (T dt))`` that removes the O(sqrt dt) bias of checking the boundary
+  only at grid times; or from a general set given by a predicate (no correction).
 
 Gradients are Python callables vectorised over replicas (shape ``(n,)`` in 1-D or ``(n, d)``), e.g.
 :meth:`sgd_dynamics.theory.potential.Potential.gradient`, or built from a torch potential by
@@ -52,13 +53,18 @@ def annealing_schedule(kind: str, temperature: float, n_steps: int, *, final_tem
                        factor: float = 0.5, every: int | None = None) -> Schedule:
     """Temperature as a function of the step index ``k = 0, 1, ...``.
 
-    ``constant``: ``T0``; ``step``: ``T0 * factor**floor(k / every)``; ``cosine``:
-    ``T_f + (T0 - T_f) (1 + cos(pi k / n_steps)) / 2``; ``log``: ``T0 * log(2) / log(k + 2)`` (the ``c / log t``
-    schedule of simulated annealing, equal to ``T0`` at ``k = 0``).
+    ``constant``: ``T0``; ``step``: ``T0 * factor**floor(k / every)`` (``every`` defaults to
+    ``n_steps // 4``); ``cosine``: ``T_f + (T0 - T_f) (1 + cos(pi k / n_steps)) / 2``; ``log``:
+    ``T0 / log(e + k / every)`` (``every`` defaults to ``n_steps // 100``), the ``c / log t`` schedule of
+    simulated annealing on the time scale ``every``: ``T0`` at ``k = 0``, ``~ T0 / log(k / every)`` for
+    ``k >> every``, so ``c = T0`` asymptotically. (``log(k + 2)`` in step units would fall below ``T0 / 10``
+    within ~30 steps, making the outcome depend on ``dt``.)
 
     >>> s = annealing_schedule("cosine", 1.0, 10)
     >>> s(np.array([0, 5, 10])).round(3).tolist()
     [1.0, 0.5, 0.0]
+    >>> annealing_schedule("log", 2.0, 1000)(np.array([0, 10 * (math.e**2 - math.e)])).round(6).tolist()
+    [2.0, 1.0]
     """
     T0 = _positive(temperature, "temperature")
     n = _steps(n_steps, "n_steps")
@@ -73,13 +79,14 @@ def annealing_schedule(kind: str, temperature: float, n_steps: int, *, final_tem
         Tf = float(final_temperature)
         return lambda k: Tf + (T0 - Tf) * 0.5 * (1 + np.cos(np.pi * np.minimum(np.asarray(k), n) / n))
     if kind == "log":
-        return lambda k: T0 * math.log(2.0) / np.log(np.asarray(k, dtype=np.float64) + 2.0)
+        scale = _steps(every if every is not None else max(n // 100, 1), "every")
+        return lambda k: T0 / np.log(math.e + np.asarray(k, dtype=np.float64) / scale)
     raise ValueError(f"kind={kind!r} is invalid: expected one of {', '.join(SCHEDULES)}")
 
 
 # --- overdamped ---------------------------------------------------------------------------------
-def euler_maruyama(gradient: GradientFn, x0: ArrayLike, temperature: float | Schedule, dt: float, n_steps: int,
-                   seed: int, *, noise_factor: Callable[[Array], Array] | None = None,
+def euler_maruyama(gradient: GradientFn, x0: ArrayLike, temperature: float | Schedule, dt: float,
+                   n_steps: int, seed: int, *, noise_factor: Callable[[Array], Array] | None = None,
                    record_every: int = 1) -> Array:
     """Euler–Maruyama trajectory ``x_{k+1} = x_k - dt grad U(x_k) + sqrt(2 T_k dt) xi_k`` of every replica.
 
@@ -195,8 +202,8 @@ class FirstPassage:
         if not self.all_exited:
             missing = int(np.sum(~self.exited))
             raise ValueError(f"{missing} of {self.times.size} replicas did not reach the target within "
-                             f"max_steps={self.max_steps} (t = {self.max_steps * self.dt:.4g}); the mean would be "
-                             "biased low: raise max_steps or the temperature")
+                             f"max_steps={self.max_steps} (t = {self.max_steps * self.dt:.4g}); the mean "
+                             "would be biased low: raise max_steps or the temperature")
         t = self.times
         return float(t.mean()), float(t.std(ddof=1) / math.sqrt(t.size))
 
@@ -205,7 +212,7 @@ def first_passage_times(gradient: GradientFn, x0: ArrayLike, temperature: float,
                         seed: int, *, target: float | None = None,
                         exited: Callable[[Array], NDArray[np.bool_]] | None = None,
                         noise_factor: Callable[[Array], Array] | None = None) -> FirstPassage:
-    """Euler–Maruyama until each replica first reaches the target; replicas that exit are dropped from the loop.
+    """Euler–Maruyama until each replica first reaches the target; exited replicas leave the loop.
 
     1-D: give ``target`` (a threshold on the far side of ``x0``; the bridge correction is applied).
     Any dimension: give ``exited(x) -> bool mask`` instead (checked at grid times only).

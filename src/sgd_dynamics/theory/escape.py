@@ -1,7 +1,7 @@
 """Escape over barriers: exact 1-D mean first-passage time, Kramers and Eyring–Kramers times, Arrhenius fits.
 
-All for the overdamped diffusion ``dx = -grad U(x) dt + sqrt(2 T) dW`` (chapter 004, corrected by ERRATA 004.4;
-``T`` is the effective temperature of :mod:`sgd_dynamics.theory.temperature`).
+All for the overdamped diffusion ``dx = -grad U(x) dt + sqrt(2 T) dW`` (chapter 004, corrected by
+ERRATA 004.4; ``T`` is the effective temperature of :mod:`sgd_dynamics.theory.temperature`).
 
 * Exact MFPT in 1-D, reflecting at the far side, absorbing at ``b`` (ERRATA 004.4)::
 
@@ -10,9 +10,11 @@ All for the overdamped diffusion ``dx = -grad U(x) dt + sqrt(2 T) dW`` (chapter 
   computed by composite 16-point Gauss–Legendre quadrature of both integrals with the panel count doubled
   until two successive values agree to ``rtol``; exponents are shifted (log-sum scaling) so nothing
   overflows at low ``T``.
-* Kramers, 1-D, well ``a`` to well beyond the barrier ``b``: ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b)-U(a))/T)``.
-* Eyring–Kramers, ``d`` dimensions: ``(2 pi / |lambda_-|) sqrt(|det H_s| / det H_m) exp(dU/T)``, with the minimum
-  and the index-1 saddle located numerically from the potential and checked by their Hessian spectra.
+* Kramers, 1-D, well ``a`` to well beyond the barrier ``b``:
+  ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b)-U(a))/T)``.
+* Eyring–Kramers, ``d`` dimensions: ``(2 pi / |lambda_-|) sqrt(|det H_s| / det H_m) exp(dU/T)``, with the
+  minimum and the index-1 saddle located numerically from the potential and checked by their Hessian
+  spectra.
 * Arrhenius: ``log tau = log A + dU / T``; the fitted slope is the barrier.
 
 >>> from sgd_dynamics.theory.potential import parse_potential
@@ -56,13 +58,14 @@ def _energy_fn(potential: SmoothPotential | EnergyFn) -> EnergyFn:
 
 
 def _check_temperature(temperature: float) -> float:
-    if not (isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature) and temperature > 0):
+    if not (isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature)
+            and temperature > 0):
         raise ValueError(f"temperature={temperature!r} is invalid: expected a finite temperature > 0")
     return float(temperature)
 
 
 def _left_cutoff(U: EnergyFn, T: float, start: float, target: float) -> float:
-    """A point ``L < start`` beyond which ``e^{-U/T}`` is negligible (U has risen by 50 T and keeps rising)."""
+    """A point ``L < start`` beyond which ``e^{-U/T}`` is negligible (U has risen by 50 T, still rising)."""
     step = max(1.0, abs(target - start))
     for k in range(1, 60):
         L = start - step * (2.0**k - 1.0) / 8.0
@@ -243,14 +246,15 @@ def find_minimum(potential: SmoothPotential, guess: ArrayLike) -> CriticalPoint:
 
 
 def find_saddle(potential: SmoothPotential, guess: ArrayLike) -> CriticalPoint:
-    """Index-1 saddle found by Newton's method on ``grad U = 0`` from ``guess`` (exactly one negative eigenvalue)."""
+    """Index-1 saddle by Newton's method on ``grad U = 0`` from ``guess`` (one negative eigenvalue)."""
     _, gradient, hessian = _as_vector_fns(potential)
     res = optimize.root(gradient, np.atleast_1d(np.asarray(guess, dtype=np.float64)), jac=hessian,
                         method="hybr", options={"xtol": 1e-13})
     cp = _critical_point(potential, res.x)
     if np.linalg.norm(gradient(res.x)) > 1e-7 or cp.index != 1:
         raise ValueError(f"guess={np.asarray(guess).tolist()!r}: no index-1 saddle found nearby "
-                         f"(converged to {res.x.tolist()} with Hessian eigenvalues {cp.hessian_eigenvalues.tolist()})")
+                         f"(converged to {res.x.tolist()} with Hessian eigenvalues "
+                         f"{cp.hessian_eigenvalues.tolist()})")
     return cp
 
 
@@ -280,7 +284,8 @@ def fit_arrhenius(temperatures: ArrayLike, times: ArrayLike) -> ArrheniusFit:
     T = np.asarray(temperatures, dtype=np.float64)
     tau = np.asarray(times, dtype=np.float64)
     if T.shape != tau.shape or T.ndim != 1 or T.size < 3:
-        raise ValueError(f"temperatures and times must be 1-D of equal length >= 3; got {T.shape} and {tau.shape}")
+        raise ValueError(f"temperatures and times must be 1-D of equal length >= 3; got {T.shape} and "
+                         f"{tau.shape}")
     if np.any(T <= 0) or np.any(tau <= 0) or not np.all(np.isfinite(tau)):
         raise ValueError("temperatures and times must be finite and > 0")
     X = np.column_stack([np.ones_like(T), 1.0 / T])
@@ -288,4 +293,5 @@ def fit_arrhenius(temperatures: ArrayLike, times: ArrayLike) -> ArrheniusFit:
     dof = T.size - 2
     sigma2 = float(res[0]) / dof if res.size and dof > 0 else 0.0
     cov = sigma2 * np.linalg.inv(X.T @ X)
-    return ArrheniusFit(barrier=float(coef[1]), log_prefactor=float(coef[0]), barrier_stderr=math.sqrt(cov[1, 1]))
+    return ArrheniusFit(barrier=float(coef[1]), log_prefactor=float(coef[0]),
+                        barrier_stderr=math.sqrt(cov[1, 1]))

@@ -4,7 +4,8 @@ For ``dx = -U'(x) dt + sqrt(2 T) dW`` the density obeys ``dp/dt = d/dx (U' p + T
 time-scales section; the gap of ERRATA 004.6). On ``n`` equal cells of width ``h`` with centres ``x_i`` and
 reflecting (zero-flux) ends, the flux between neighbours uses the square-root approximation
 
-    k_{i -> i+1} = (T / h^2) exp(-(U_{i+1} - U_i) / (2 T)),   k_{i+1 -> i} = (T / h^2) exp(-(U_i - U_{i+1}) / (2 T)),
+    k_{i -> i+1} = (T / h^2) exp(-(U_{i+1} - U_i) / (2 T)),
+    k_{i+1 -> i} = (T / h^2) exp(-(U_i - U_{i+1}) / (2 T)),
 
 a second-order finite-volume scheme (Scharfetter–Gummel type) that satisfies detailed balance with the
 discrete Gibbs weights ``pi_i ∝ exp(-U_i / T)`` exactly, so its stationary law is Gibbs at any resolution.
@@ -72,9 +73,34 @@ class FokkerPlanck1D:
         """Cell probabilities to a density (divide by the cell width)."""
         return np.asarray(p) / self.cell_width
 
+    def stationary_autocorrelation(self, observable: ArrayLike, lags: ArrayLike) -> Array:
+        """Stationary autocorrelation ``rho(t) = sum_{k>=1} c_k e^{-lambda_k t}`` of ``f`` at ``lags``.
 
-def fokker_planck_operator(potential: Callable[[Array], Array], temperature: float, x_min: float, x_max: float,
-                           n_cells: int) -> FokkerPlanck1D:
+        ``observable`` holds ``f`` at the cell centres ``x``; ``c_k = <f, psi_k>_pi^2 / Var_pi f`` with the
+        right eigenfunctions ``psi_k = v_k / pi^(1/2)`` (``v_k`` the columns of ``eigenvectors``), so
+        ``sum_k c_k = 1`` and ``int_0^inf rho = sum_k c_k / lambda_k`` (the integrated autocorrelation time).
+        """
+        f = np.asarray(observable, dtype=np.float64)
+        if f.shape != self.x.shape:
+            raise ValueError(f"observable must hold f at the {self.x.size} cell centres; got shape {f.shape}")
+        weights = self.autocorrelation_weights(f)
+        t = np.atleast_1d(np.asarray(lags, dtype=np.float64))
+        return np.exp(-np.outer(t, self.eigenvalues[1:])) @ weights[1:]
+
+    def autocorrelation_weights(self, observable: ArrayLike) -> Array:
+        """``c_k``: the share of ``Var_pi f`` carried by each eigenmode (``c_0 = 0``; they sum to 1)."""
+        f = np.asarray(observable, dtype=np.float64)
+        f = f - np.sum(self.gibbs * f)
+        proj = (np.sqrt(self.gibbs) * f) @ self.eigenvectors
+        proj[0] = 0.0
+        var = float(np.sum(self.gibbs * f * f))
+        if var <= 0:
+            raise ValueError("observable is constant under the stationary law: no autocorrelation")
+        return proj**2 / var
+
+
+def fokker_planck_operator(potential: Callable[[Array], Array], temperature: float, x_min: float,
+                           x_max: float, n_cells: int) -> FokkerPlanck1D:
     """Discretise the Fokker–Planck operator of ``U`` at temperature ``T`` on ``[x_min, x_max]``."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature={temperature!r} is invalid: expected a finite temperature > 0")
