@@ -38,6 +38,12 @@ from sgd_dynamics.measure.hessian import (
     trace_estimate,
 )
 from sgd_dynamics.measure.landscape import LossSurface, loss_surface
+from sgd_dynamics.measure.noise_geometry import (
+    NetworkNoiseGeometry,
+    network_noise_geometry,
+    stationary_variances,
+    truncated_alignment,
+)
 from sgd_dynamics.measure.tracker import LinearSchedule, LogSchedule, TrajectoryTracker
 
 __all__ = [
@@ -61,6 +67,11 @@ __all__ = [
     "fit_noise_to_curvature",
     "NoiseEigenpairs",
     "noise_eigenpairs",
+    # noise geometry (Sigma against H)
+    "NetworkNoiseGeometry",
+    "network_noise_geometry",
+    "truncated_alignment",
+    "stationary_variances",
     # fits of measured curves
     "PowerLawFit",
     "fit_power_law",
