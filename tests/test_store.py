@@ -384,3 +384,199 @@ def test_sigkill_from_outside_at_an_arbitrary_moment(training, tmp_path):
     resumed = _train(script, tmp_path / "run")
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_run(tmp_path / "run", reference)
+
+
+# ----------------------------------------------------------------------------------------------- array files
+
+def _assert_exact(read: dict, written: dict) -> None:
+    assert read.keys() == written.keys()
+    for name, value in written.items():
+        value = np.asarray(value)
+        value = value.astype(value.dtype.newbyteorder("="))   # arrays come back in native byte order
+        assert read[name].dtype == value.dtype, name
+        assert read[name].shape == value.shape, name
+        if value.dtype.kind in "US":
+            assert read[name].tolist() == value.tolist(), name
+        else:
+            assert read[name].tobytes() == value.tobytes(), name   # bit-exact, NaN payloads and -0.0 included
+
+
+def _mixed_arrays() -> dict:
+    rng = np.random.default_rng(3)
+    return {
+        "float64": rng.standard_normal((4, 3)),
+        "float32": rng.standard_normal(5).astype(np.float32),
+        "float16": np.array([np.nan, -0.0, np.inf], np.float16),
+        "int8": np.array([-128, 0, 127], np.int8),
+        "int64": np.arange(6, dtype=np.int64).reshape(2, 3, 1),
+        "uint16": np.array([0, 65535], np.uint16),
+        "complex128": np.array([1 + 2j, -3j]),
+        "bool": np.array([[True, False], [False, True]]),
+        "scalar_float": np.asarray(2.5),
+        "scalar_int": np.asarray(7),
+        "scalar_bool": np.asarray(False),
+        "empty": np.zeros(0),
+        "empty_rows": np.zeros((0, 3), np.float32),
+        "text": np.array(["speed", "é😀", ""]),
+        "text_scalar": np.asarray("with_replacement"),
+        "text_empty": np.zeros(0, "<U4"),
+        "bytes": np.array([b"a\x00b", b"c"]),
+        "fit/q1/freq": np.linspace(0.0, 0.5, 4),
+        "fit/q1/amplitude": np.ones(4, np.float32),
+        "fit/qk/freq": np.zeros(0),
+        "fit/c": np.asarray(0.75),
+    }
+
+
+def test_arrays_round_trip_exactly(tmp_path):
+    from sgd_dynamics.store import read_arrays, write_arrays
+
+    arrays = _mixed_arrays()
+    assert write_arrays(tmp_path / "a.h5", arrays) == tmp_path / "a.h5"
+    read = read_arrays(tmp_path / "a.h5")
+    _assert_exact(read, arrays)
+    assert list(read) == list(arrays)   # the order written (the group's names are written together here)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]   # no temporary file left behind
+    # python scalars and lists are stored as numpy.asarray makes them
+    write_arrays(tmp_path / "b.h5", {"x": 1.5, "n": [1, 2]})
+    _assert_exact(read_arrays(tmp_path / "b.h5"), {"x": np.asarray(1.5), "n": np.asarray([1, 2])})
+
+
+def test_numeric_arrays_round_trip_for_any_dtype_and_shape(tmp_path_factory):
+    import hypothesis.extra.numpy as hnp
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from sgd_dynamics.store import read_arrays, write_arrays
+
+    directory = tmp_path_factory.mktemp("hypothesis")
+    dtypes = hnp.boolean_dtypes() | hnp.integer_dtypes() | hnp.unsigned_integer_dtypes() \
+        | hnp.floating_dtypes() | hnp.complex_number_dtypes()
+    arrays = hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(arrays, min_size=1, max_size=4))
+    def check(values):
+        written = {f"group/a{i}" if i % 2 else f"a{i}": v for i, v in enumerate(values)}
+        write_arrays(directory / "h.h5", written)
+        _assert_exact(read_arrays(directory / "h.h5"), written)
+
+    check()
+
+
+def test_array_file_is_readable_with_plain_h5py(tmp_path):
+    from sgd_dynamics.store import write_arrays
+
+    arrays = _mixed_arrays()
+    write_arrays(tmp_path / "a.h5", arrays, attrs={"config": json.dumps(CONFIG), "version": 2})
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        assert json.loads(f.attrs["config"]) == CONFIG and f.attrs["version"] == 2
+        assert isinstance(f["fit"], h5py.Group) and isinstance(f["fit/q1"], h5py.Group)
+        assert sorted(f["fit"].keys()) == ["c", "q1", "qk"]
+        np.testing.assert_array_equal(f["fit"]["q1"]["freq"][()], arrays["fit/q1/freq"])
+        np.testing.assert_array_equal(f["float64"][()], arrays["float64"])
+        assert f["scalar_float"].shape == () and f["scalar_float"][()] == 2.5
+        assert f["empty_rows"].shape == (0, 3) and f["empty_rows"].dtype == np.float32
+        assert f["bool"].dtype == np.bool_
+        assert f["text"].asstr()[()].tolist() == ["speed", "é😀", ""]
+        assert f["text_scalar"].asstr()[()] == "with_replacement"
+        assert f["bytes"][()].tolist() == [b"a\x00b", b"c"]
+        assert f["float64"].compression is None
+
+
+def test_leftover_temporary_file_is_overwritten(tmp_path):
+    from sgd_dynamics.store import read_arrays, write_arrays
+
+    (tmp_path / "result.tmp.h5").write_bytes(b"half of an interrupted write")
+    write_arrays(tmp_path / "result.h5", {"x": np.arange(3)})
+    _assert_exact(read_arrays(tmp_path / "result.h5"), {"x": np.arange(3)})
+    assert not (tmp_path / "result.tmp.h5").exists()
+
+
+def test_existing_file_is_replaced_only_by_a_complete_one(tmp_path, monkeypatch):
+    import sgd_dynamics.store as store
+
+    old = {"x": np.arange(3)}
+    store.write_arrays(tmp_path / "r.h5", old)
+    new = {"x": np.arange(4.0), "y": np.ones(2), "z": np.zeros(1)}
+    seen = {}
+    move = os.replace
+
+    def replace(source, target):   # at the moment of the move: the new file is complete, the old intact
+        seen["source"] = store.read_arrays(source)
+        seen["target"] = store.read_arrays(target)
+        move(source, target)
+
+    monkeypatch.setattr(store.os, "replace", replace)
+    store.write_arrays(tmp_path / "r.h5", new)
+    _assert_exact(seen["source"], new)
+    _assert_exact(seen["target"], old)
+    _assert_exact(store.read_arrays(tmp_path / "r.h5"), new)
+
+    # a failure half-way through writing leaves the old file and no temporary file
+    calls = []
+    create = h5py.Group.create_dataset
+
+    def failing_create(self, name, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return create(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", failing_create)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_arrays(tmp_path / "r.h5", {"a": np.ones(3), "b": np.ones(3), "c": np.ones(3)})
+    monkeypatch.undo()
+    _assert_exact(store.read_arrays(tmp_path / "r.h5"), new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+
+
+def test_sigkill_while_writing_arrays_keeps_the_previous_file(tmp_path):
+    from sgd_dynamics.store import read_arrays, write_arrays
+
+    write_arrays(tmp_path / "r.h5", {"x": np.arange(3)})
+    script = textwrap.dedent(f"""
+        import os, signal
+        import h5py, numpy as np
+        from sgd_dynamics.store import write_arrays
+        create = h5py.Group.create_dataset
+        def create_then_die(self, name, *args, **kwargs):
+            if name == "b":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return create(self, name, *args, **kwargs)
+        h5py.Group.create_dataset = create_then_die
+        write_arrays({str(tmp_path / "r.h5")!r}, {{"a": np.ones(1000), "b": np.ones(1000)}})
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tmp_path / "r.tmp.h5").exists()   # the interrupted write's leftover
+    _assert_exact(read_arrays(tmp_path / "r.h5"), {"x": np.arange(3)})
+    write_arrays(tmp_path / "r.h5", {"y": np.arange(2)})
+    _assert_exact(read_arrays(tmp_path / "r.h5"), {"y": np.arange(2)})
+    assert not (tmp_path / "r.tmp.h5").exists()
+
+
+@pytest.mark.parametrize(("arrays", "match"), [
+    ({"": np.ones(1)}, "array name '' .* is invalid: expected a non-empty string"),
+    ({"a//b": np.ones(1)}, "array name 'a//b' .* is invalid"),
+    ({"/a": np.ones(1)}, "array name '/a' .* is invalid"),
+    ({"a/": np.ones(1)}, "array name 'a/' .* is invalid"),
+    ({"a/./b": np.ones(1)}, "array name 'a/./b' .* is invalid"),
+    ({"a": np.ones(1), "a/b": np.ones(1)}, "array names 'a' and 'a/b' .* clash"),
+    ({"o": np.array([{}, 1], dtype=object)}, "array 'o' .* has dtype object: expected booleans"),
+    ({"t": np.array(["2020-01-01"], "datetime64[D]")}, "array 't' .* has dtype datetime64"),
+    ({"s": np.array(["a\x00b"])}, "array 's' .* holds a string with a NUL character"),
+])
+def test_write_arrays_refuses_what_hdf5_cannot_hold(tmp_path, arrays, match):
+    from sgd_dynamics.store import write_arrays
+
+    with pytest.raises(ValueError, match=match):
+        write_arrays(tmp_path / "r.h5", arrays)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_arrays_of_a_missing_file(tmp_path):
+    from sgd_dynamics.store import read_arrays
+
+    with pytest.raises(FileNotFoundError, match="array file .*missing.h5 does not exist"):
+        read_arrays(tmp_path / "missing.h5")

@@ -3,6 +3,7 @@
 import base64
 import re
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -94,11 +95,36 @@ def test_report_images_are_embedded_pngs_and_files_exist(run_dir):
 
 
 def test_rerun_and_report_recompute_nothing(run_dir, cli_main):
-    stored = sorted(run_dir.rglob("*.npz")) + sorted((run_dir / "pretrain").glob("*.pt"))
+    stored = sorted(run_dir.rglob("*.h5")) + sorted((run_dir / "pretrain").glob("*.pt"))
     before = {p: p.stat().st_mtime_ns for p in stored}
     run_study(CONFIG, run_dir, progress=False, log=lambda s: None)
     assert cli_main(["report", str(run_dir)]) == 0
     assert {p: p.stat().st_mtime_ns for p in stored} == before
+
+
+def test_results_are_hdf5_files_readable_with_plain_h5py(run_dir):
+    assert not list(run_dir.rglob("*.npz")) and not list(run_dir.rglob("*.tmp.h5"))
+    with h5py.File(run_dir / "theta_star.h5", "r") as f:
+        m = int(f["num_parameters"][()])
+        assert f["eigenvalues"].shape == (CONFIG.num_eigenpairs,)
+        assert f["eigenvectors"].shape == (m, CONFIG.num_eigenpairs)
+    points = sorted((run_dir / "points").iterdir())
+    assert len(points) == 3 * 3 * 2   # lr x momentum x sampler; the one batch size is the default
+    for point in points:
+        with h5py.File(point / "result.h5", "r") as f:
+            assert f["local_sq_displacement"].shape == (CONFIG.steps,)
+            assert f["position_projection"].shape == (CONFIG.steps, CONFIG.num_eigenpairs)
+            assert f["noise_trace"].shape == (CONFIG.noise_snapshots,)
+    for directory in ("analysis", "companions"):
+        for stored in (run_dir / directory).glob("*.json"):
+            assert stored.with_suffix(".h5").is_file(), stored
+    sweep = load_analysis(run_dir / "analysis", "sweep")
+    with h5py.File(run_dir / "analysis" / "sweep.h5", "r") as f:
+        # nested results are groups: curves/<point>/<array>
+        assert sorted(f["curves"].keys()) == sorted(sweep["curves"])
+        for name, arrays in sweep["curves"].items():
+            for key, array in arrays.items():
+                np.testing.assert_array_equal(f["curves"][name][key][()], array)
 
 
 def test_changed_config_in_same_directory_is_refused(run_dir):

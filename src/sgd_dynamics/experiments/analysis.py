@@ -31,6 +31,7 @@ import numpy as np
 from sgd_dynamics.experiments.sweep import SweepPoint, load_point
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.measure.fits import fit_power_law, local_slope, oscillation_spectrum
+from sgd_dynamics.store import read_arrays, write_arrays
 
 __all__ = [
     "analyse_default",
@@ -245,7 +246,11 @@ def analyse_default(
 
 
 def save_analysis(directory: Path, name: str, result: dict[str, Any]) -> None:
-    """Scalars and lists to ``name.json``; arrays (also nested one level) to ``name.npz``; both atomic."""
+    """Scalars and lists to ``name.json``; arrays to ``name.h5`` (HDF5); each atomic, the JSON last.
+
+    An array ``result[key]`` is the dataset ``key``; a nested array ``result[key][sub][name]`` is the dataset
+    ``name`` in the group ``key/sub`` (:func:`sgd_dynamics.store.write_arrays`).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     scalars: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -258,9 +263,7 @@ def save_analysis(directory: Path, name: str, result: dict[str, Any]) -> None:
                     arrays[f"{key}/{sub}/{k2}"] = np.asarray(arr)
         else:
             scalars[key] = value
-    tmp = directory / f"{name}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, directory / f"{name}.npz")
+    write_arrays(directory / f"{name}.h5", arrays)
     tmp_json = directory / f"{name}.json.tmp"
     tmp_json.write_text(json.dumps(scalars, indent=1, default=_jsonable))
     os.replace(tmp_json, directory / f"{name}.json")
@@ -269,13 +272,12 @@ def save_analysis(directory: Path, name: str, result: dict[str, Any]) -> None:
 def load_analysis(directory: Path, name: str) -> dict[str, Any]:
     """Inverse of :func:`save_analysis` (nested arrays come back as ``{key: {sub: {name: array}}}``)."""
     out: dict[str, Any] = json.loads((directory / f"{name}.json").read_text())
-    with np.load(directory / f"{name}.npz") as f:
-        for key in f.files:
-            parts = key.split("/")
-            if len(parts) == 3:
-                out.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = f[key]
-            else:
-                out[key] = f[key]
+    for key, array in read_arrays(directory / f"{name}.h5").items():
+        parts = key.split("/")
+        if len(parts) == 3:
+            out.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = array
+        else:
+            out[key] = array
     return out
 
 

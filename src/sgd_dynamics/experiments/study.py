@@ -47,6 +47,7 @@ from sgd_dynamics.experiments.training import (
     train,
 )
 from sgd_dynamics.hyper import SAMPLERS, Hyperparams
+from sgd_dynamics.store import read_arrays, write_arrays
 
 try:
     import tomllib
@@ -398,10 +399,9 @@ def measure_theta_star(
     """Hessian eigenpairs and trace, ``tr(Sigma)``, ``s_i``, losses and accuracies at ``theta*`` (cached)."""
     from sgd_dynamics.measure import gradient_noise, hessian_eigenpairs, hessian_trace
 
-    path = Path(run_dir) / "theta_star.npz"
+    path = Path(run_dir) / "theta_star.h5"
     if path.exists():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
+        return read_arrays(path)
     model = setup.build_model()
     model.load_state_dict(theta_star)
     data = full_batches(setup.x, setup.y)
@@ -433,9 +433,7 @@ def measure_theta_star(
         "loss": np.asarray(losses),
         "accuracy": np.asarray(acc),
     }
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    write_arrays(path, arrays)
     return arrays
 
 
@@ -504,7 +502,7 @@ def run_sweep(
     )
     points = sweep_points(config)
     dirs = [Path(run_dir) / "points" / p.name for p in points]
-    todo = [(p, d) for p, d in zip(points, dirs, strict=True) if not (d / "result.npz").exists()]
+    todo = [(p, d) for p, d in zip(points, dirs, strict=True) if not (d / "result.h5").exists()]
     bar = _progress(len(points), "sweep points", progress, initial=len(points) - len(todo))
     if executor is None:
         for p, d in todo:

@@ -1,8 +1,9 @@
 """One sweep point of the study: resume training from ``theta*`` with given hyperparameters and track it.
 
 A point is a pure function of its :class:`SweepPoint` (and the study's shared :class:`StudyContext`:
-data, model builder, ``theta*`` and the Hessian directions). It writes ``result.npz`` and ``point.json``
-into its own directory, atomically; a directory with ``result.npz`` is finished and is never recomputed.
+data, model builder, ``theta*`` and the Hessian directions). It writes ``result.h5`` (HDF5, layout in
+:func:`sgd_dynamics.store.write_arrays`) and ``point.json`` into its own directory, ``result.h5`` last and
+atomically; a directory with ``result.h5`` is finished and is never recomputed.
 Interrupting a point loses only that point.
 
 Recorded per step: ``||delta_k||^2``, ``||Delta_k||^2 = ||theta_k - theta*||^2``, the projections of
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from sgd_dynamics.experiments.training import full_batches, make_optimizer, minibatch_indices, train
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.measure import TrajectoryTracker, gradient_noise
+from sgd_dynamics.store import read_arrays, write_arrays
 
 __all__ = ["StudyContext", "SweepPoint", "load_point", "run_point"]
 
@@ -104,9 +105,9 @@ def _model_at_theta_star(ctx: StudyContext) -> nn.Module:
 
 
 def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Path:
-    """Run (or skip, when finished) one sweep point; returns the path of its ``result.npz``."""
+    """Run (or skip, when finished) one sweep point; returns the path of its ``result.h5``."""
     directory = Path(directory)
-    result = directory / "result.npz"
+    result = directory / "result.h5"
     if result.exists():
         return result
     directory.mkdir(parents=True, exist_ok=True)
@@ -146,15 +147,11 @@ def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Pa
         "noise_trace": noise_trace,
         "noise_modes": noise_modes,
     }
-    tmp = directory / "result.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, result)  # atomic: result.npz exists only when complete
-    return result
+    return write_arrays(result, arrays)  # atomic: result.h5 exists only when complete
 
 
 def load_point(directory: Path | str) -> tuple[SweepPoint, dict[str, np.ndarray]]:
     """The configuration and arrays of a finished point."""
     directory = Path(directory)
     point = SweepPoint(**json.loads((directory / "point.json").read_text()))
-    with np.load(directory / "result.npz") as f:
-        return point, {name: f[name] for name in f.files}
+    return point, read_arrays(directory / "result.h5")

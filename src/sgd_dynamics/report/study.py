@@ -1,6 +1,6 @@
 """The HTML report of a limiting-dynamics study, drawn only from what the run directory stores.
 
-:func:`write_study_report` reads ``config.json``, ``theta_star.npz``, ``analysis/`` and ``companions/``
+:func:`write_study_report` reads ``config.json``, ``theta_star.h5``, ``analysis/`` and ``companions/``
 (written by :func:`sgd_dynamics.experiments.study.run_study`) and recomputes nothing: ``sgd-dynamics report
 RUN_DIR`` calls it. Every reading is generated from the numbers, so a failed prediction reads as one.
 """
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from sgd_dynamics.report.html import Comparison, ReportSection, Table, write_report
+from sgd_dynamics.store import read_arrays
 
 __all__ = ["write_study_report"]
 
@@ -53,8 +54,7 @@ def write_study_report(run_dir: Path | str) -> Path:
             "'sgd-dynamics demo' or 'sgd-dynamics study CONFIG.toml' first"
         )
     config = json.loads((run_dir / "config.json").read_text())
-    with np.load(run_dir / "theta_star.npz") as f:
-        theta = {k: f[k] for k in f.files}
+    theta = read_arrays(run_dir / "theta_star.h5")
     sweep = _load(run_dir / "analysis", "sweep")
     default = _load(run_dir / "analysis", "default")
     tol = float(config["speed_tolerance"])
