@@ -64,25 +64,76 @@ def _assert_history(history, expected):
         np.testing.assert_allclose(history[key], value, rtol=1e-9, atol=1e-14, err_msg=key)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize(("momentum", "weight_decay"), [(0.9, 0.0), (0.9, 1e-2), (0.0, 0.0), (0.0, 1e-2)])
-def test_every_step_matches_direct_recomputation(momentum, weight_decay):
+def test_every_step_matches_direct_recomputation(momentum, weight_decay, fused):
     model = _mlp()
     m = sum(p.numel() for p in model.parameters())
     directions = torch.from_numpy(np.random.default_rng(0).standard_normal((5, m)))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=momentum, weight_decay=weight_decay)
     tracker = TrajectoryTracker(model, opt, directions=directions, block_size=4)
+    if not fused:
+        tracker._fused = None   # the portable torch path, used off the CPU
     thetas, losses = _train(model, opt, tracker, 23, read_history_at=(6,))
     steps = np.arange(1, 24)
     _assert_history(tracker.history, _expected(thetas, losses, steps, directions.numpy(), 0.05))
 
 
 def test_velocity_is_minus_momentum_buffer():
+    # Two groups with different learning rates: the velocity is read from the buffer, bit for bit.
     model = _mlp(1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5, weight_decay=1e-3)
+    groups = [{"params": [model[0].weight]}, {"params": [model[0].bias, *model[2].parameters()], "lr": 0.05}]
+    opt = torch.optim.SGD(groups, lr=0.1, momentum=0.5, weight_decay=1e-3)
     tracker = TrajectoryTracker(model, opt, directions=torch.eye(sum(p.numel() for p in model.parameters())))
     _train(model, opt, tracker, 3)
     buffer = _flat(opt.state[p]["momentum_buffer"] for p in model.parameters())
     np.testing.assert_array_equal(tracker.history["velocity_projection"][-1], -buffer)
+
+
+def _buffer_projections(model, opt, directions, steps, scheduler=None, scheduler_first=False, fused=True):
+    """Train with a tracker and collect -q.b_k from the momentum buffers, independently of the tracker."""
+    tracker = TrajectoryTracker(model, opt, directions=directions, block_size=5)
+    if not fused:
+        tracker._fused = None   # the portable torch path, used off the CPU
+    g = torch.Generator().manual_seed(3)
+    expected = []
+    for _ in range(steps):
+        x, y = torch.randn(16, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        LOSS(model(x), y).backward()
+        opt.step()
+        if scheduler is not None and scheduler_first:
+            scheduler.step()
+        tracker.record()
+        if scheduler is not None and not scheduler_first:
+            scheduler.step()
+        buffer = _flat(opt.state[p]["momentum_buffer"] for p in model.parameters())
+        expected.append(-directions.numpy() @ buffer)
+    return tracker.history["velocity_projection"], np.array(expected)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_velocity_from_displacement_equals_buffer_projection(fused):
+    # One constant lr: q.v_k = q.(theta_k - theta_{k-1}) / lr, the same number as -q.b_k up to the
+    # rounding of theta_k (about eps |theta| / (lr |b|) relative in float64).
+    model = _mlp(4)
+    m = sum(p.numel() for p in model.parameters())
+    directions = torch.from_numpy(np.random.default_rng(4).standard_normal((6, m)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    got, expected = _buffer_projections(model, opt, directions, 17, fused=fused)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("scheduler_first", [False, True])
+def test_velocity_falls_back_to_buffer_when_lr_changes(scheduler_first):
+    # StepLR halves the lr every 4 steps; dividing theta_k - theta_{k-1} by a stale lr would be off by 2x.
+    model = _mlp(5)
+    m = sum(p.numel() for p in model.parameters())
+    directions = torch.from_numpy(np.random.default_rng(5).standard_normal((4, m)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
+    got, expected = _buffer_projections(model, opt, directions, 14, scheduler, scheduler_first)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("schedule", [3, LinearSchedule(stride=5, start=2), LogSchedule(points_per_decade=4)])

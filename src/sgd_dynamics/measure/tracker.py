@@ -19,18 +19,32 @@ With momentum 0 PyTorch keeps no buffer; the tracker then uses what the buffer w
 ``optimizer.step()`` and before ``optimizer.zero_grad()``. Parameters the optimizer does not update
 (or that had no gradient) have ``v = 0``.
 
-Cost: the flat vectors are copied into preallocated ``(B, 2, m)`` blocks (no per-step allocation of a
-flat vector) and projected with one matrix-matrix product per block of ``B`` recorded steps; reading
-:attr:`TrajectoryTracker.history` flushes the partial block. Everything stays on the parameters' device
-until a flush moves the few numbers per step to the CPU. The projections still cost ``2 k m``
-multiply-adds per recorded step against roughly ``3 S m`` for a training step of batch ``S`` on an MLP,
-i.e. ``2k / 3S`` (16% for ``k = 30``, ``S = 128``); on a CPU, recording every step with many directions
-therefore costs more than 10%, and a stride (``schedule=10``) brings it down to a few percent
-(``benchmarks/bench_measure.py`` prints the ratios).
+Cost (``benchmarks/bench_measure.py`` prints the ratios). Per recorded step, one pass over the
+parameters writes ``delta_k = theta_k - theta_{k-1}`` into a preallocated ``(2 B, m)`` block (no per-step
+allocation of a flat vector) and accumulates both squared displacements; on a CPU with float32/64
+parameters this pass is a numba kernel (sums in float64), elsewhere five torch operations (sums in the
+parameters' dtype). Each block of ``B`` recorded steps is projected with one ``(k, m) @ (m, rows)``
+product, and the few numbers per step are moved to the CPU then; reading
+:attr:`TrajectoryTracker.history` flushes the partial block.
+
+Velocity from the displacement: with a single learning rate ``eta`` for every parameter group, equal
+when ``theta_{k-1}`` was taken and at step ``k``, PyTorch's update gives ``q.v_k = q.delta_k / eta``, and
+``q.(theta_k - theta_ref) = q.(theta_a - theta_ref) + sum_{a<j<=k} q.delta_j`` from an anchor step ``a``
+projected directly (the first step of each block and any step whose predecessor was not recorded), so
+one row per step is projected instead of two. Otherwise (groups with different lrs, an lr changed by a
+scheduler, lr 0) the tracker projects the momentum buffer itself, as ``v_k = -b_k`` defines it.
+Precision: ``delta_k`` is the exact difference of the stored parameters, so the two velocities differ
+only by the rounding of ``theta_k``: about ``eps |theta| / (eta |b|)`` relative (1e-13 in float64, up to
+~1e-4 in float32, where ``-b_k`` is the velocity of the exact-arithmetic update and ``delta_k / eta`` that
+of the float32 trajectory actually stored). Anchored positions differ from a direct projection by the
+rounding of at most ``B`` projected increments. The projections cost ``k m`` multiply-adds per step
+against roughly ``3 S m`` for a training step of batch ``S`` on an MLP (``k / 3S``, 8% for ``k = 30``,
+``S = 128``); a stride (``schedule=10``) makes the tracker nearly free.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +135,52 @@ def _check_sgd(optimizer: torch.optim.Optimizer) -> None:
                              "expected maximize=False")
 
 
+_NO_GRAD = ("momentum=0 and no parameter has a .grad: call tracker.record() after optimizer.step() and "
+            "before optimizer.zero_grad(), so the velocity can be read")
+
+
+@functools.cache
+def _fused_displacement() -> Callable[..., tuple[float, float]]:
+    """A one-pass CPU kernel for the per-step displacements.
+
+    ``delta = theta_k - theta_{k-1}`` into ``delta``, ``theta_k`` into ``previous``, and returns
+    ``(||delta||^2, ||theta_k - theta_ref||^2)`` accumulated in float64. Replaces a concatenation, two
+    subtractions and two dot products (five passes over ``m`` numbers) by one. ``reassoc`` lets the
+    float64 sums vectorise; it changes only their rounding, and unlike full fastmath keeps NaN and inf.
+    """
+    import numba  # a hard dependency, imported here so that importing the tracker stays light
+
+    @numba.njit(nogil=True, fastmath={"reassoc"})
+    def segment(theta, previous, reference, delta):
+        local = 0.0
+        global_ = 0.0
+        for i in range(theta.size):
+            t = theta[i]
+            d = t - previous[i]
+            g = t - reference[i]
+            delta[i] = d
+            previous[i] = t
+            local += np.float64(d) * np.float64(d)
+            global_ += np.float64(g) * np.float64(g)
+        return local, global_
+
+    @numba.njit(nogil=True)
+    def displacement(params, previous, reference, delta):
+        local = 0.0
+        global_ = 0.0
+        offset = 0
+        for theta in params:
+            n = theta.size
+            a, b = segment(theta, previous[offset:offset + n], reference[offset:offset + n],
+                           delta[offset:offset + n])
+            local += a
+            global_ += b
+            offset += n
+        return local, global_
+
+    return displacement
+
+
 class TrajectoryTracker:
     """Record displacements, projections and the loss of an SGD trajectory.
 
@@ -156,6 +216,10 @@ class TrajectoryTracker:
             raise ValueError("optimizer does not update any parameter of model: "
                              "expected the model's optimizer")
         self._group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+        tracked = {id(p) for p in self._params}
+        # The groups whose learning rate moves the tracked parameters, each with its tracked parameters.
+        self._groups = [(g, [p for p in g["params"] if id(p) in tracked]) for g in optimizer.param_groups
+                        if any(id(p) in tracked for p in g["params"])]
         self._zeros = [torch.zeros_like(f) for f in self._flat_params]
         self.schedule = as_schedule(schedule)
         self.snapshot_schedule = None if snapshot_schedule is None else as_schedule(snapshot_schedule,
@@ -168,19 +232,35 @@ class TrajectoryTracker:
                 hint = " (transpose an (m, k) eigenvector matrix)" if d.ndim == 2 and d.shape[0] == m else ""
                 raise ValueError(f"directions has shape {tuple(d.shape)}: expected (k, {m}), one direction "
                                  f"per row in the flat parameter order{hint}")
-            self._directions = d.to(dtype=dtype, device=device)
+            self._directions = d.to(dtype=dtype, device=device).contiguous()
         self.block_size = block_size
         self._reference = torch.cat(self._flat_params).clone()
-        # theta_{k-1} whenever step k is due and step k-1 is not in the current block:
+        # theta_{k-1} whenever step k is due (theta_k once it is recorded), and the common learning rate
+        # read when it was taken:
         self._prev = self._reference.clone()
-        self._block = torch.empty(block_size, 2, m, dtype=dtype, device=device)  # rows: (theta_k, v_k)
-        self._local = torch.empty(block_size, dtype=dtype, device=device)
+        self._prev_lr = self._common_lr()
+        self._current = torch.empty(m, dtype=dtype, device=device)   # receives theta_k (torch path)
         self._scratch = torch.empty(m, dtype=dtype, device=device)
+        # At most two rows per recorded step (see _record); none without directions.
+        rows = 2 * block_size if self._directions.shape[0] else 0
+        self._block = torch.empty(rows, m, dtype=dtype, device=device)
+        self._squares = torch.empty(2, block_size, dtype=dtype, device=device)   # local, global (torch path)
+        self._numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        self._fused = None
+        if device.type == "cpu" and dtype in (torch.float32, torch.float64):
+            from numba.typed import List
+
+            self._fused = _fused_displacement()
+            self._param_arrays = List([f.numpy() for f in self._flat_params])
+            self._prev_array, self._reference_array = self._prev.numpy(), self._reference.numpy()
+            self._block_array, self._scratch_array = self._block.numpy(), self._scratch.numpy()
+            self._squares_array = np.empty((block_size, 2))
         self._rows = 0
         self._step = 0
         self._last_recorded = 0
         self._steps: list[int] = []
         self._losses: list[Any] = []
+        self._plan: list[tuple[int, int, int, float]] = []   # per step: delta, position, buffer row; lr
         self._chunks: list[dict[str, NDArray]] = []
         self._snapshots: list[tuple[int, NDArray, NDArray]] = []
 
@@ -199,23 +279,83 @@ class TrajectoryTracker:
         self._step += 1
         k = self._step
         if self.schedule(k):
-            row = self._rows
-            position, velocity = self._block[row, 0], self._block[row, 1]   # velocity row holds b_k = -v_k
-            torch.cat(self._flat_params, out=position)
-            previous = self._block[row - 1, 0] if row > 0 and self._last_recorded == k - 1 else self._prev
-            torch.sub(position, previous, out=self._scratch)
-            torch.dot(self._scratch, self._scratch, out=self._local[row])
-            self._velocity_into(velocity, previous)
-            self._steps.append(k)
-            self._losses.append(loss.detach() if isinstance(loss, Tensor) else loss)
-            self._rows += 1
-            self._last_recorded = k
-            if self.snapshot_schedule is not None and self.snapshot_schedule(k):
-                self._snapshots.append((k, position.cpu().numpy().copy(), -velocity.cpu().numpy()))
-            if self._rows == self.block_size:
-                self._flush()
+            self._record(k, loss)
         elif self.schedule(k + 1):
-            torch.cat(self._flat_params, out=self._prev)
+            torch.cat(self._flat_params, out=self._prev)   # theta_{k}, the theta_{k-1} of the next step
+            self._prev_lr = self._common_lr()
+
+    def _record(self, k: int, loss: float | Tensor | None) -> None:
+        s, project = len(self._steps), self._block.shape[0] > 0
+        lr = self._common_lr()
+        # theta_k - theta_{k-1} = -lr b_k exactly when the lr read now equals the one read with theta_{k-1}
+        # (a scheduler stepped before or after record() makes one of the two reads the lr of step k).
+        derived = lr is not None and lr == self._prev_lr
+        chained = s > 0 and self._last_recorded == k - 1
+        d_row = p_row = b_row = -1
+        if project and not derived:
+            b_row = self._take_row()
+            self._velocity_into(self._block[b_row], self._prev)
+        else:
+            self._check_readable_velocity()
+        snapshot = self.snapshot_schedule is not None and self.snapshot_schedule(k)
+        if snapshot:
+            self._velocity_into(self._scratch, self._prev)
+            velocity_snapshot = -self._scratch.cpu().numpy()
+        if project and (derived or chained):
+            d_row = self._take_row()
+        self._advance(s, d_row)
+        theta = self._prev   # now theta_k
+        if project and not chained:
+            p_row = self._take_row()
+            torch.sub(theta, self._reference, out=self._block[p_row])
+        if snapshot:
+            self._snapshots.append((k, theta.cpu().numpy().copy(), velocity_snapshot))
+        self._steps.append(k)
+        self._losses.append(loss.detach() if isinstance(loss, Tensor) else loss)
+        self._plan.append((d_row, p_row, b_row, lr if derived else math.nan))
+        self._prev_lr = lr
+        self._last_recorded = k
+        if len(self._steps) == self.block_size:
+            self._flush()
+
+    def _take_row(self) -> int:
+        self._rows += 1
+        return self._rows - 1
+
+    def _advance(self, s: int, d_row: int) -> None:
+        """Advance ``self._prev`` from ``theta_{k-1}`` to ``theta_k``.
+
+        Writes ``delta_k`` into row ``d_row`` (or the scratch vector) and the squared local and global
+        displacements of step ``s`` of the block.
+        """
+        if self._fused is not None:
+            delta = self._block_array[d_row] if d_row >= 0 else self._scratch_array
+            self._squares_array[s] = self._fused(self._param_arrays, self._prev_array,
+                                                 self._reference_array, delta)
+            return
+        current = self._current
+        torch.cat(self._flat_params, out=current)
+        delta = self._block[d_row] if d_row >= 0 else self._scratch
+        torch.sub(current, self._prev, out=delta)
+        torch.dot(delta, delta, out=self._squares[0, s])
+        torch.sub(current, self._reference, out=self._scratch)
+        torch.dot(self._scratch, self._scratch, out=self._squares[1, s])
+        self._current, self._prev = self._prev, current
+
+    def _common_lr(self) -> float | None:
+        """The learning rate shared by every group moving the model, or ``None`` (differing, or 0)."""
+        lr = self._groups[0][0]["lr"]
+        for group, _ in self._groups[1:]:
+            if group["lr"] != lr:
+                return None
+        lr = float(lr)
+        return lr if lr != 0 and math.isfinite(lr) else None
+
+    def _check_readable_velocity(self) -> None:
+        free = [p for group, params in self._groups if group["momentum"] == 0 for p in params]
+        if free and all(p.grad is None for p in free):
+            # Same contract as the buffer path, which reads .grad when momentum is 0.
+            raise RuntimeError(_NO_GRAD)
 
     def _velocity_into(self, out: Tensor, previous: Tensor) -> None:
         """The buffer ``b_k = -v_k`` into ``out`` (negated at flush); ``previous`` is ``theta_{k-1}``."""
@@ -239,33 +379,46 @@ class TrajectoryTracker:
                         decay_terms.append((offset, n, group["weight_decay"]))
             offset += n
         if momentum_free and momentum_free_without_grad == momentum_free:
-            raise RuntimeError("momentum=0 and no parameter has a .grad: call tracker.record() after "
-                               "optimizer.step() and before optimizer.zero_grad(), so the velocity can be "
-                               "read")
+            raise RuntimeError(_NO_GRAD)
         torch.cat(sources, out=out)
         for start, n, decay in decay_terms:
             out[start:start + n].add_(previous[start:start + n], alpha=decay)
 
     def _flush(self) -> None:
-        n = self._rows
+        n = len(self._steps)
         if n == 0:
             return
-        block = self._block[:n]
-        self._prev.copy_(block[n - 1, 0])   # theta of the last recorded step, for a next step in a new block
-        block[:, 0].sub_(self._reference)
-        global_sq = torch.linalg.vector_norm(block[:, 0], dim=1).square()
-        projections = block.reshape(2 * n, -1) @ self._directions.T
-        projections = projections.reshape(n, 2, -1).cpu().numpy()
+        k = self._directions.shape[0]
+        position = np.zeros((n, k))
+        velocity = np.zeros((n, k))
+        if self._rows:
+            # (k, m) @ (m, rows) is the faster layout for MKL on a CPU (benchmarks/bench_measure.py).
+            rows = torch.mm(self._directions, self._block[:self._rows].T)
+            # Row index -1 (no such row) reads the appended zeros.
+            rows = np.concatenate([rows.T.cpu().numpy().astype(np.float64), np.zeros((1, k))])
+            plan = np.array(self._plan, dtype=np.float64).reshape(n, 4)
+            d_row, p_row, b_row = (plan[:, i].astype(np.int64) for i in range(3))
+            lr = plan[:, 3]
+            delta = rows[d_row]
+            anchor = p_row >= 0   # the first step of a block always is one
+            # q.(theta_s - theta_ref) = q.(theta_a - theta_ref) + sum_{a<j<=s} q.delta_j, a the last anchor
+            since = np.cumsum(np.where(anchor[:, None], 0.0, delta), axis=0)
+            last = np.maximum.accumulate(np.where(anchor, np.arange(n), 0))
+            position = rows[p_row][last] + since - since[last]
+            derived = ~np.isnan(lr)
+            velocity = np.where(derived[:, None], delta / np.where(derived, lr, 1.0)[:, None], -rows[b_row])
+        squares = (self._squares_array[:n] if self._fused is not None
+                   else self._squares[:, :n].T.cpu().numpy().astype(np.float64))
         losses = [float(x) if x is not None else np.nan for x in self._losses]
         self._chunks.append({
             "step": np.asarray(self._steps, dtype=np.int64),
             "loss": np.asarray(losses, dtype=np.float64),
-            "local_sq_displacement": self._local[:n].cpu().numpy().copy(),
-            "global_sq_displacement": global_sq.cpu().numpy(),
-            "position_projection": projections[:, 0].copy(),
-            "velocity_projection": -projections[:, 1],
+            "local_sq_displacement": squares[:, 0].astype(self._numpy_dtype),
+            "global_sq_displacement": squares[:, 1].astype(self._numpy_dtype),
+            "position_projection": position.astype(self._numpy_dtype),
+            "velocity_projection": velocity.astype(self._numpy_dtype),
         })
-        self._rows, self._steps, self._losses = 0, [], []
+        self._rows, self._steps, self._losses, self._plan = 0, [], [], []
 
     @property
     def history(self) -> dict[str, NDArray]:
