@@ -7,9 +7,13 @@
   the top-k modes plus the rest of ``tr(Sigma)`` in the continuous formula.
 * Anomalous diffusion: the exponent ``c`` of ``||Delta_k||^2 ~ k^c`` on the last 2/3 of each run (002
   appendix I.6) with a block-bootstrap interval, its dependence on the window (appendix I.7), and the theory
-  ``E||Delta_t||^2`` (exact discrete, stationary). The theory needs every mode; the measured top-k modes are
-  used exactly and the remaining ``m - k`` modes are modelled as identical modes carrying the rest of the
-  Hessian trace and of ``tr(Sigma)`` (the "bulk" approximation, stated in the report).
+  (exact discrete). Every point resumes from ``theta*`` with a fresh optimizer, so the main theory curve is
+  ``E||theta_k - theta_0||^2`` from that start: per mode ``x_0`` drawn from the stationary law of the settle
+  hyperparameters (the default point's, with the noise ``s_i`` measured at ``theta*``) and the momentum
+  buffer ``b_0 = 0``. The stationary ``E||theta_{k+t} - theta_k||^2`` (start drawn with its stationary
+  velocity at the point's own hyperparameters) is kept beside it. The theory needs every mode; the measured
+  top-k modes are used exactly and the remaining ``m - k`` modes are modelled as identical modes carrying
+  the rest of the Hessian trace and of ``tr(Sigma)`` (the "bulk" approximation, stated in the report).
 * Oscillations (002 Figs. 6, 8, appendix H): the amplitude-weighted mean FFT frequency of the projections
   on ``q_1`` and ``q_k`` against the same statistic of the exact discrete spectrum of the mode, the AR(2)
   process ``x_{k+1} - (1 + beta - eta h) x_k + beta x_{k-1} = -eta xi_k`` whose amplitude spectrum is
@@ -84,17 +88,51 @@ def bulk_spectrum(
 
 
 def _displacement_theory(
-    rho: np.ndarray, s: np.ndarray, mult: int, hyper: Hyperparams, steps: np.ndarray
+    rho: np.ndarray,
+    s: np.ndarray,
+    mult: int,
+    hyper: Hyperparams,
+    steps: np.ndarray,
+    settle: Hyperparams | None = None,
+    s_settle: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    from sgd_dynamics.theory import global_displacement
+    """``E||Delta_k||^2`` of the top-k modes plus ``mult`` bulk modes, and its local exponent.
+
+    Stationary when ``settle`` is None; otherwise from ``theta_0`` drawn from the stationary law of
+    ``settle`` (noise ``s_settle``) with a zero momentum buffer.
+    """
+    from sgd_dynamics.theory import global_displacement, global_displacement_from_start, stationary_moments
 
     rho = np.maximum(rho, -hyper.weight_decay * 0.999)  # negative modes have no stationary law
-    top = global_displacement(rho[:-1], s[:-1], hyper, steps)
-    bulk = global_displacement(rho[-1:], s[-1:], hyper, steps)
+    if settle is None:
+        top = global_displacement(rho[:-1], s[:-1], hyper, steps)
+        bulk = global_displacement(rho[-1:], s[-1:], hyper, steps)
+    else:
+        x0_var = stationary_moments(rho, s_settle, settle).position_variance
+        top = global_displacement_from_start(rho[:-1], s[:-1], hyper, steps, x0_var[:-1])
+        bulk = global_displacement_from_start(rho[-1:], s[-1:], hyper, steps, x0_var[-1:])
     total = top + mult * bulk
     logt = np.log(steps.astype(float))
     exponent = np.gradient(np.log(total), logt)
     return total, exponent
+
+
+def _theory_curve(
+    rho: np.ndarray,
+    s: np.ndarray,
+    mult: int,
+    hyper: Hyperparams,
+    steps: np.ndarray,
+    window: tuple[float, float],
+    settle: Hyperparams | None = None,
+    s_settle: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Theory curve, local exponent and exponent fitted on ``window``; NaN where a mode is unstable."""
+    try:
+        curve, exponent = _displacement_theory(rho, s, mult, hyper, steps, settle, s_settle)
+        return curve, exponent, fit_power_law(steps, curve, window=window, n_bootstrap=10).exponent
+    except ValueError:
+        return np.full(len(steps), np.nan), np.full(len(steps), np.nan), float("nan")
 
 
 def _speed_discrete(rho: np.ndarray, s: np.ndarray, trace_sigma: float, hyper: Hyperparams) -> float:
@@ -148,11 +186,22 @@ def analyse_sweep(
             trace_traj,
             int(theta["num_parameters"]),
         )
-        try:
-            theory, theory_exp = _displacement_theory(rho, s, mult, hp, steps)
-            theory_fit = fit_power_law(steps, theory, window=window, n_bootstrap=10).exponent
-        except ValueError:
-            theory, theory_exp, theory_fit = np.full(len(steps), np.nan), np.full(len(steps), np.nan), np.nan
+        # the state theta* was settled in: the default point's hyperparameters, Sigma measured at theta*
+        settle = Hyperparams(
+            lr=default["lr"],
+            momentum=default["momentum"],
+            batch_size=default["batch_size"],
+            weight_decay=default.get("weight_decay", point.weight_decay),
+        )
+        _, s_settle, _ = bulk_spectrum(
+            theta["eigenvalues"],
+            np.asarray(theta["mode_noise"], np.float64),
+            float(theta["hessian_trace"]),
+            float(theta["trace_sigma"]),
+            int(theta["num_parameters"]),
+        )
+        theory, theory_exp, theory_fit = _theory_curve(rho, s, mult, hp, steps, window, settle, s_settle)
+        stat, stat_exp, stat_fit = _theory_curve(rho, s, mult, hp, steps, window)
         rows.append(
             {
                 "name": point.name,
@@ -175,8 +224,13 @@ def analyse_sweep(
                 "c_low": fit.exponent_interval[0],
                 "c_high": fit.exponent_interval[1],
                 "c_theory": float(theory_fit),
+                "c_theory_stationary": float(stat_fit),
+                "first_sq_displacement": float(glob[0]),
+                "theory_first_sq_displacement": float(theory[0]),
+                "theory_stationary_first_sq_displacement": float(stat[0]),
                 "final_sq_displacement": float(glob[-1]),
                 "theory_final_sq_displacement": float(theory[-1]),
+                "theory_stationary_final_sq_displacement": float(stat[-1]),
             }
         )
         if point.sampler == "with_replacement":
@@ -186,6 +240,8 @@ def analyse_sweep(
                 "measured": glob,
                 "theory": theory,
                 "theory_exponent": theory_exp,
+                "theory_stationary": stat,
+                "theory_stationary_exponent": stat_exp,
                 "fit": fit.predict(steps),
                 "local_steps": ls.steps,
                 "local_slope": ls.slope,

@@ -97,8 +97,10 @@ def speed_over_time(
 def displacement_curves(curves: Mapping[str, Mapping[str, ArrayLike]]) -> Figure:
     """``||Delta_k||^2`` on log-log axes with the theory and the power-law fit, and the local exponent.
 
-    ``curves[label]`` holds ``steps``, ``measured``; optionally ``theory`` (``E||Delta_t||^2``), ``fit``
-    (the fitted power law on ``steps``), ``local_slope`` with ``local_steps`` and ``theory_exponent``.
+    ``curves[label]`` holds ``steps``, ``measured``; optionally ``theory`` (dashed, in the curve's colour:
+    the prediction for the measured quantity, e.g. from the resumed start), ``theory_stationary`` (dotted
+    grey: the stationary ``E||Delta_t||^2``), ``fit`` (dash-dot: the fitted power law on ``steps``),
+    ``local_slope`` with ``local_steps``, ``theory_exponent`` and ``theory_stationary_exponent``.
     """
     fig, axes = _figure(2, width=4.6)
     for label, d in curves.items():
@@ -107,8 +109,10 @@ def displacement_curves(curves: Mapping[str, Mapping[str, ArrayLike]]) -> Figure
         c = line.get_color()
         if "theory" in d:
             axes[0].loglog(t, np.asarray(d["theory"], float), ls="--", color=c, lw=1)
+        if "theory_stationary" in d:
+            axes[0].loglog(t, np.asarray(d["theory_stationary"], float), ls=":", color="0.5", lw=1)
         if "fit" in d:
-            axes[0].loglog(t, np.asarray(d["fit"], float), ls=":", color="k", lw=0.8)
+            axes[0].loglog(t, np.asarray(d["fit"], float), ls="-.", color="k", lw=0.6)
         if "local_slope" in d:
             axes[1].semilogx(
                 np.asarray(d["local_steps"], float),
@@ -119,8 +123,11 @@ def displacement_curves(curves: Mapping[str, Mapping[str, ArrayLike]]) -> Figure
             )
         if "theory_exponent" in d:
             axes[1].semilogx(t, np.asarray(d["theory_exponent"], float), ls="--", color=c, lw=1)
+        if "theory_stationary_exponent" in d:
+            axes[1].semilogx(t, np.asarray(d["theory_stationary_exponent"], float), ls=":", color="0.5", lw=1)
     axes[0].set_xlabel("step k")
-    axes[0].set_ylabel(r"$\|\Delta_k\|^2$ (dashed: theory, dotted: fit)")
+    axes[0].set_ylabel(r"$\|\Delta_k\|^2$ (dashed: theory, dotted grey: stationary, dash-dot: fit)",
+                       fontsize=8)
     axes[1].set_xlabel("step k")
     axes[1].set_ylabel(r"local exponent $d\log\|\Delta\|^2/d\log k$")
     axes[1].axhline(1.0, color="0.6", lw=0.6)

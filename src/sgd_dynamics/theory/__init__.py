@@ -5,6 +5,7 @@ Continuous model (002, corrected by ERRATA 002.1-002.4) and the exact discrete-t
 
 from sgd_dynamics.theory.diffusion import (
     global_displacement,
+    global_displacement_from_start,
     local_exponent,
     mean_trajectory,
     modified_loss_curvature,
@@ -27,6 +28,7 @@ __all__ = [
     "stationary_speed",
     "stationary_speed_from_trace",
     "global_displacement",
+    "global_displacement_from_start",
     "local_exponent",
     "mean_trajectory",
     "stationary_moments",

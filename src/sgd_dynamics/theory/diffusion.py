@@ -8,6 +8,10 @@ stationarity, from the Hessian eigenvalues ``rho_i`` and per-example noise varia
   ``eta^2 sum_i 2 s_i / (S (1 - beta)(2 (1 + beta) - eta h_i))``.
 * ``global_displacement``: ``E||theta_{k+t} - theta_k||^2`` — continuous: 002 eq. 19 with lags
   ``eta |i - j|`` (ERRATA 002.2); discrete: exact. Both in closed form, O(modes) per time point.
+* ``global_displacement_from_start``: ``E||theta_k - theta_0||^2`` of training resumed from a random
+  ``theta_0`` with a given momentum buffer (e.g. a fresh optimizer, ``b_0 = 0``); exact discrete only
+  (:func:`sgd_dynamics.theory.discrete.displacement_from_start_per_mode`). With ``theta_0`` and ``b_0`` drawn
+  from the stationary law it is ``global_displacement``.
 * ``local_exponent``: ``d log E||Delta_t||^2 / d log t``, the anomalous-diffusion exponent ``c`` the theory
   predicts over any window (a log-symmetric finite difference on integer steps).
 
@@ -62,6 +66,54 @@ def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hype
     chunk = max(1, _CHUNK_ELEMENTS // max(rho.size, 1))
     return np.concatenate([per_mode(rho, s, hyper, t[i:i + chunk]).sum(axis=1)
                            for i in range(0, t.size, chunk)])
+
+
+def global_displacement_from_start(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
+                                   steps: ArrayLike, x0_variances: ArrayLike, b0_variances: ArrayLike = 0.0,
+                                   x0_b0_covariances: ArrayLike = 0.0) -> NDArray[np.float64]:
+    """``E||theta_k - theta_0||^2`` for each ``k`` in ``steps`` (integers >= 0), exact discrete recursion.
+
+    Per mode, ``x_0 = q_i . (theta_0 - theta_min)`` and the PyTorch momentum buffer ``b_0`` have zero means,
+    variances ``x0_variances``, ``b0_variances`` and covariance ``x0_b0_covariances`` (per mode or scalars),
+    independent of the later minibatch noise. A fresh optimizer has ``b_0 = 0``; ``theta_0`` drawn from the
+    stationary law of other hyperparameters has ``x0_variances = stationary_moments(rho, s,
+    other).position_variance``.
+
+    >>> hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=1)
+    >>> round(float(global_displacement_from_start([0.0], [1.0], hp, [1], [0.0])[0]), 10)  # eta^2 s / S
+    0.0001
+    """
+    rho, s = _validated(eigenvalues, noise_variances, hyper, "discrete")
+    t = _validated_steps(steps, minimum=0)
+    vx = _per_mode(x0_variances, rho, "x0_variances", allow_inf=True)
+    vb = _per_mode(b0_variances, rho, "b0_variances")
+    cov = _per_mode(x0_b0_covariances, rho, "x0_b0_covariances", signed=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = np.flatnonzero(np.isfinite(vx) & (cov**2 > vx * vb * (1 + 1e-12)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"x0_b0_covariances[{i}]={float(cov[i])!r} is invalid: expected |covariance| <= "
+                         f"sqrt(x0_variance * b0_variance) = {float(np.sqrt(vx[i] * vb[i]))!r}")
+    chunk = max(1, _CHUNK_ELEMENTS // max(rho.size, 1))
+    per_mode = discrete.displacement_from_start_per_mode
+    return np.concatenate([per_mode(rho, s, hyper, t[i:i + chunk], vx, vb, cov).sum(axis=1)
+                           for i in range(0, t.size, chunk)])
+
+
+def _per_mode(values: ArrayLike, rho: NDArray[np.float64], name: str, allow_inf: bool = False,
+              signed: bool = False) -> NDArray[np.float64]:
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim > 1 or (v.ndim == 1 and v.shape != rho.shape):
+        raise ValueError(f"{name} must be a scalar or have one entry per eigenvalue ({rho.size}); "
+                         f"got shape {v.shape}")
+    v = np.broadcast_to(v, rho.shape)
+    ok = (np.isfinite(v) | (allow_inf & (v == np.inf))) & ((v >= 0) | signed) & ~np.isnan(v)
+    if not np.all(ok):
+        i = int(np.flatnonzero(~ok)[0])
+        valid = ("finite values" if signed
+                 else "values >= 0 (inf allowed)" if allow_inf else "finite values >= 0")
+        raise ValueError(f"{name}[{i}]={float(v[i])!r} is invalid: expected {valid}")
+    return v
 
 
 def local_exponent(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, steps: ArrayLike,
@@ -127,10 +179,10 @@ def _validated(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperp
     return rho, s
 
 
-def _validated_steps(steps: ArrayLike) -> NDArray[np.int64]:
+def _validated_steps(steps: ArrayLike, minimum: int = 1) -> NDArray[np.int64]:
     t = np.atleast_1d(np.asarray(steps))
-    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t.astype(float))) or np.any(t < 1) \
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t.astype(float))) or np.any(t < minimum) \
             or np.any(t.astype(float) != np.round(t.astype(float))):
         raise ValueError(
-            f"steps must be a non-empty 1-D array of integers >= 1; got {np.asarray(steps)!r}"[:200])
+            f"steps must be a non-empty 1-D array of integers >= {minimum}; got {np.asarray(steps)!r}"[:200])
     return t.astype(np.int64)

@@ -18,6 +18,19 @@ The stationary solution of ``P = M P M^T + W`` in closed form (ERRATA 003.4 with
 So the exact stationary speed is ``E||theta_{k+1} - theta_k||^2 = eta^2 sum_i 2 q_i``, which tends to
 002 eq. 18 (``eta^2 tr(Sigma) / (S (1 - beta^2))``, ERRATA 002.3) as ``eta h -> 0``. Exact equipartition also
 holds: ``E[h x^2 / 2] = E[m v^2 / 2]`` per mode with ``m = eta (1 + beta) / 2`` (002 G.3 in discrete time).
+
+Displacement from a given start (resumed training: ``x_0`` random, the buffer ``b_0`` random or zero, both
+independent of the later noise). With ``u_k = (r1^k - r2^k) / (r1 - r2)`` (Cayley–Hamilton,
+``M^k = u_k M - beta u_{k-1} I``), the response of ``x_k`` to a kick of ``v`` at step ``j`` is
+``eta u_{k-j+1}``, and ``1 - E[x_k | x_0, v_0 = 0] / x_0 = eta h sum_{j=1}^k u_j =: A_k``, so::
+
+    x_k - x_0 = -A_k x_0 + eta beta u_k v_0 - eta sum_{j=1}^k u_{k-j+1} xi_j,
+    E(x_k - x_0)^2 = A_k^2 Var x_0 - 2 eta beta A_k u_k Cov(x_0, v_0) + eta^2 beta^2 u_k^2 Var v_0
+                     + eta^2 (s/S) sum_{j=1}^k u_j^2.
+
+Because the noise sum does not depend on the start, the same expression with the stationary covariance ``P``
+is the stationary displacement, which gives the form used for large ``k``:
+``E(x_k - x_0)^2 = E_stat(x_{k+t} - x_t)^2 + a_k^T (C_0 - P) a_k`` with ``a_k = (-A_k, eta beta u_k)``.
 """
 
 from __future__ import annotations
@@ -28,6 +41,12 @@ from numpy.typing import NDArray
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.theory.lag_sums import RootPair, displacement_lag_sum, divided_power
 from sgd_dynamics.theory.moments import StationaryMoments
+
+# Direct summation range of the displacement from a start: at least this many steps, at most the cap
+# (memory: cap x block floats), in blocks of this many modes.
+_START_DIRECT_MIN = 64
+_START_DIRECT_CAP = 4096
+_START_BLOCK = 256
 
 
 def transition_matrix(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> NDArray[np.float64]:
@@ -87,6 +106,114 @@ def global_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_varianc
     # c1 - r2 c0 for real roots, with 2|delta| - (1 - beta) rewritten without cancellation
     c1_minus_r2_c0 = -q * eh * (2 * (1 + beta) - eh) / (2 * abs_delta + 1 - beta)
     return hyper.lr**2 * displacement_lag_sum(root_pair(eigenvalues, hyper), c0, c1, steps, c1_minus_r2_c0)
+
+
+def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+                                    hyper: Hyperparams, steps: NDArray[np.int64],
+                                    x0_var: NDArray[np.float64] | float,
+                                    b0_var: NDArray[np.float64] | float = 0.0,
+                                    x0_b0_cov: NDArray[np.float64] | float = 0.0) -> NDArray[np.float64]:
+    """Exact ``E(x_k - x_0)^2`` per mode from a random start; shape ``(len(steps), modes)``.
+
+    ``x_0`` and the PyTorch momentum buffer ``b_0 = -v_0`` have zero mean, variances ``x0_var``, ``b0_var``
+    and covariance ``x0_b0_cov`` (per mode or scalars), and are independent of the minibatch noise. ``k = 0``
+    gives 0. Where ``h = 0`` the start position does not enter (``x0_var = inf`` is allowed there).
+
+    Small ``k`` (until the slowest root has decayed by ``e^-8``, within ``[64, 4096]`` steps) is summed
+    directly over ``u_j``; beyond, the stationary displacement plus ``a_k^T (C_0 - P) a_k`` is used, whose
+    terms no longer cancel much (see the module docstring).
+    """
+    h = hyper.curvature(eigenvalues)
+    eta, beta = hyper.lr, hyper.momentum
+    s = np.asarray(noise_variances, dtype=np.float64)
+    steps = np.asarray(steps, dtype=np.int64)
+    vx0, vv0, cov_xv0 = (np.broadcast_to(np.asarray(a, dtype=np.float64), h.shape)
+                         for a in (x0_var, b0_var, -np.asarray(x0_b0_cov, dtype=np.float64)))
+    roots = root_pair(eigenvalues, hyper)
+    limit = _start_direct_limit(roots)
+    out = np.empty((steps.size, h.size))
+    direct = steps[:, None] <= limit[None, :]
+    with np.errstate(all="ignore"):
+        for cols in _column_blocks(direct.any(axis=0)):
+            rows = np.flatnonzero(direct[:, cols].any(axis=1))
+            sub = _subset_roots(roots, cols)
+            lmax = max(int(steps[rows].max()), 1)
+            u = divided_power(sub, np.arange(1, lmax + 1, dtype=np.float64)[:, None])
+            k = steps[rows]
+            zero = np.zeros((1, cols.size))
+            u_k = np.concatenate([zero, u])[k]
+            relaxed = eta * h[cols] * np.concatenate([zero, np.cumsum(u, axis=0)])[k]
+            noise = eta**2 * s[cols] / hyper.batch_size * np.concatenate([zero, np.cumsum(u**2, axis=0)])[k]
+            value = noise + _start_terms(relaxed, u_k, eta, beta, vx0[cols], cov_xv0[cols], vv0[cols])
+            block = out[np.ix_(rows, cols)]
+            out[np.ix_(rows, cols)] = np.where(direct[np.ix_(rows, cols)], value, block)
+        far_cols = np.flatnonzero((~direct).any(axis=0))
+        if far_cols.size:
+            rows = np.flatnonzero((~direct[:, far_cols]).any(axis=1))
+            k = steps[rows]
+            sub = _subset_roots(roots, far_cols)
+            rho = np.asarray(eigenvalues, dtype=np.float64)[far_cols]
+            stat = stationary_moments(rho, s[far_cols], hyper)
+            t = k.astype(np.float64)[:, None]
+            u_k = divided_power(sub, t)
+            relaxed = _relaxed_fraction(sub, t)
+            value = global_displacement_per_mode(rho, s[far_cols], hyper, k) + _start_terms(
+                relaxed, u_k, eta, beta, vx0[far_cols] - stat.position_variance,
+                cov_xv0[far_cols] - stat.cross_covariance, vv0[far_cols] - stat.velocity_variance)
+            block = out[np.ix_(rows, far_cols)]
+            out[np.ix_(rows, far_cols)] = np.where(direct[np.ix_(rows, far_cols)], block, value)
+    return out
+
+
+def _start_terms(relaxed: NDArray[np.float64], u_k: NDArray[np.float64], eta: float, beta: float,
+                 var_x: NDArray[np.float64], cov_xv: NDArray[np.float64],
+                 var_v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``a_k^T C a_k`` with ``a_k = (-A_k, eta beta u_k)``; the ``x`` term is 0 where ``A_k = 0``."""
+    a2 = relaxed**2
+    x_term = np.where(a2 > 0, a2 * var_x, 0.0)  # h = 0: Var x may be inf, but x_0 does not enter
+    v_coef = eta * beta * u_k
+    return x_term - 2 * relaxed * v_coef * cov_xv + v_coef**2 * var_v
+
+
+def _relaxed_fraction(roots: RootPair, t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``A_t = eta h sum_{j=1}^t u_j = 1 - (u_{t+1} - beta u_t)`` for ``t`` past the direct-summation range.
+
+    With a real root near 1 and the other well separated (``rho -> 0``), the stable form
+    ``[e2 (1 - r1^(t+1)) - e1 (1 - r2^(t+1))] / (e2 - e1)`` avoids ``1 - (1 - O(eta h))``; elsewhere
+    ``u_{t+1} - beta u_t`` has decayed far below 1 (or ``eta h`` is not small) and the plain form is exact.
+    """
+    out = 1 - (divided_power(roots, t + 1) - roots.det * divided_power(roots, t))
+    near = roots.overdamped & (np.abs(roots.e1) <= 0.25 * np.abs(roots.e2))
+    if np.any(near):
+        e1, e2 = np.real(roots.e1[near]), np.real(roots.e2[near])
+
+        def one_minus_power(e: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.where(e < 1, -np.expm1((t + 1) * np.log1p(-np.minimum(e, 1.0))),
+                            1 - np.power(1 - e, t + 1))
+
+        out[..., near] = (e2 * one_minus_power(e1) - e1 * one_minus_power(e2)) / (e2 - e1)
+    return out
+
+
+def _start_direct_limit(roots: RootPair) -> NDArray[np.int64]:
+    """Per mode, the largest ``k`` summed directly: until the slowest root's modulus^k is ``e^-8``."""
+    e1, e2 = np.real(roots.e1), np.real(roots.e2)
+    # 1 - |r| for a real root r = 1 - e: e when r >= 0, 2 - e when r < 0; complex: 1 - sqrt(det)
+    real_gap = np.minimum(np.where(e1 <= 1, e1, 2 - e1), np.where(e2 <= 1, e2, 2 - e2))
+    complex_gap = (1 - roots.det) / (1 + np.sqrt(roots.det))
+    gap = np.where(roots.overdamped, real_gap, complex_gap)
+    limit = np.ceil(8 / np.maximum(gap, 8 / _START_DIRECT_CAP))
+    return np.clip(limit, _START_DIRECT_MIN, _START_DIRECT_CAP).astype(np.int64)
+
+
+def _column_blocks(mask: NDArray[np.bool_]) -> list[NDArray[np.int64]]:
+    cols = np.flatnonzero(mask)
+    return [cols[i:i + _START_BLOCK] for i in range(0, cols.size, _START_BLOCK)]
+
+
+def _subset_roots(roots: RootPair, cols: NDArray[np.int64]) -> RootPair:
+    return RootPair(det=roots.det[cols], sgn=roots.sgn[cols], a=roots.a[cols],
+                    overdamped=roots.overdamped[cols], e1=roots.e1[cols], e2=roots.e2[cols])
 
 
 def mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps: NDArray[np.int64],
