@@ -608,7 +608,8 @@ def run_study(
         lambda: run_sweep(config, setup, theta_star, theta["eigenvectors"], run_dir, executor, progress),
     )
     adir = run_dir / "analysis"
-    default = {"lr": config.lr, "momentum": config.momentum, "batch_size": config.batch_size}
+    default = {"lr": config.lr, "momentum": config.momentum, "batch_size": config.batch_size,
+               "weight_decay": config.weight_decay}
     from sgd_dynamics.experiments.sweep import load_point
 
     default_dir = next(
