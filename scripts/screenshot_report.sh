@@ -19,6 +19,10 @@ if [ -z "$browser" ]; then
   browser=chromium
 fi
 abs="$(cd "$(dirname "$report")" && pwd)/$(basename "$report")"
-"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,9000 \
+# Headless Chromium captures the window only: size it to the page (figures ~700 px, table rows ~30 px).
+images=$(grep -o '<img' "$report" | wc -l)
+rows=$(grep -o '<tr' "$report" | wc -l)
+height=$((1500 + 750 * images + 32 * rows))
+"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,"$height" \
   --screenshot="$out" "file://$abs" 2>/dev/null
 echo "screenshot: $out"
