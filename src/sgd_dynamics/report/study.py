@@ -78,6 +78,16 @@ def _displacement_reading(
     )
 
 
+def _one_at_a_time(rows: list[dict], default: dict[str, Any]) -> dict[str, list[dict]]:
+    """The lr, momentum and batch-size sweeps through the default point, each sorted by its own value."""
+    hyper = ("lr", "momentum", "batch_size")
+    return {
+        key: sorted((r for r in rows if all(r[o] == default[o] for o in hyper if o != key)),
+                    key=lambda r: r[key])
+        for key in hyper
+    }
+
+
 def write_study_report(run_dir: Path | str) -> Path:
     """Write ``run_dir/report.html`` (and ``run_dir/figures/``) from the stored study.
 
@@ -100,6 +110,7 @@ def write_study_report(run_dir: Path | str) -> Path:
     wr = [r for r in rows if r["sampler"] == "with_replacement"]
     wor = [r for r in rows if r["sampler"] == "without_replacement"]
     d_lr, d_m, d_s = config["lr"], config["momentum"], config["batch_size"]
+    sweeps_wr = _one_at_a_time(wr, config)
 
     summary: list[Comparison] = []
     for r in rows:
@@ -152,16 +163,12 @@ def write_study_report(run_dir: Path | str) -> Path:
     holds = max_err <= tol
     wor_dev = [r["relative_error"] for r in wor]
     sweeps_fig: dict[str, dict[str, list]] = {}
-    for name, key, fixed in (
-        ("lr", "lr", lambda r: r["momentum"] == d_m and r["batch_size"] == d_s),
-        ("momentum", "momentum", lambda r: r["lr"] == d_lr and r["batch_size"] == d_s),
-        ("batch_size", "batch_size", lambda r: r["lr"] == d_lr and r["momentum"] == d_m),
-    ):
-        sel_wr = sorted((r for r in wr if fixed(r)), key=lambda r: r[key])
+    sweeps_wor = _one_at_a_time(wor, config)
+    for key, sel_wr in sweeps_wr.items():
         if len(sel_wr) < 2:
             continue
-        by = {r[key]: r for r in wor if fixed(r)}
-        sweeps_fig[name] = {
+        by = {r[key]: r for r in sweeps_wor[key]}
+        sweeps_fig[key] = {
             "values": [r[key] for r in sel_wr],
             "with_replacement": [r["measured_speed"] for r in sel_wr],
             "without_replacement": [by[r[key]]["measured_speed"] if r[key] in by else np.nan for r in sel_wr],
@@ -255,9 +262,7 @@ def write_study_report(run_dir: Path | str) -> Path:
             ),
         )
     )
-    lr_rows = sorted(
-        (r for r in wr if r["momentum"] == d_m and r["batch_size"] == d_s), key=lambda r: r["lr"]
-    )
+    lr_rows = sweeps_wr["lr"]
     keys = ("steps", "measured", "theory", "theory_stationary", "fit", "local_slope", "local_steps",
             "theory_exponent", "theory_stationary_exponent")
     disp = {
@@ -288,14 +293,9 @@ def write_study_report(run_dir: Path | str) -> Path:
     )
 
     exp_fig: dict[str, dict[str, list]] = {}
-    for name, key, fixed in (
-        ("lr", "lr", lambda r: r["momentum"] == d_m and r["batch_size"] == d_s),
-        ("momentum", "momentum", lambda r: r["lr"] == d_lr and r["batch_size"] == d_s),
-        ("batch_size", "batch_size", lambda r: r["lr"] == d_lr and r["momentum"] == d_m),
-    ):
-        sel = sorted((r for r in wr if fixed(r)), key=lambda r: r[key])
+    for key, sel in sweeps_wr.items():
         if len(sel) >= 2:
-            exp_fig[name] = {
+            exp_fig[key] = {
                 "values": [r[key] for r in sel],
                 "c": [r["c"] for r in sel],
                 "low": [r["c_low"] for r in sel],
