@@ -30,17 +30,14 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sgd_dynamics._validation import require as _require
+
 Sampler = Literal["with_replacement", "without_replacement"]
 SAMPLERS: tuple[str, ...] = ("with_replacement", "without_replacement")
 
 
 class UnstableModeError(ValueError):
     """A Hessian mode violates the stability limit ``eta * (rho + lambda) < 2 (1 + beta)``."""
-
-
-def _require(condition: bool, name: str, value: object, valid: str) -> None:
-    if not condition:
-        raise ValueError(f"{name}={value!r} is invalid: expected {valid}")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, signal
 
+from sgd_dynamics._validation import require as _require
+
 __all__ = [
     "ExponentialDecayFit",
     "HingeFit",
@@ -49,11 +51,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------- validation
-
-def _require(condition: bool, name: str, value: object, valid: str) -> None:
-    if not condition:
-        raise ValueError(f"{name}={value!r} is invalid: expected {valid}")
-
 
 class _Summary(str):
     """A description standing in for a value too large to print, shown without quotes."""

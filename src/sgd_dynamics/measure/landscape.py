@@ -33,6 +33,8 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from sgd_dynamics._validation import require as _require
+
 __all__ = ["LossSurface", "loss_surface"]
 
 Batches = Iterable[tuple[Tensor, Tensor]]
@@ -54,11 +56,6 @@ class LossSurface:
     def grid(self) -> tuple[NDArray, NDArray]:
         """The coordinates ``(A, B)`` of every grid point, each of shape ``(len(alphas), len(betas))``."""
         return np.meshgrid(self.alphas, self.betas, indexing="ij")
-
-
-def _require(condition: bool, name: str, value: object, valid: str) -> None:
-    if not condition:
-        raise ValueError(f"{name}={value!r} is invalid: expected {valid}")
 
 
 def _flat(vector: Tensor | ArrayLike, name: str, size: int, like: Tensor) -> Tensor:

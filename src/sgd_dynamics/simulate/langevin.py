@@ -30,16 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sgd_dynamics._validation import positive as _positive
+
 Array = NDArray[np.float64]
 GradientFn = Callable[[Array], Array]
 Schedule = Callable[[NDArray[np.int64]], Array]
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine", "log")
-
-
-def _positive(value: float, name: str) -> float:
-    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} is invalid: expected a finite number > 0")
-    return float(value)
 
 
 def _steps(value: int, name: str) -> int:

@@ -32,14 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sgd_dynamics._validation import positive as _positive
+
 Array = NDArray[np.float64]
 OUTSIDE = -1  # label of a point outside every core set
-
-
-def _positive(value: float, name: str) -> float:
-    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} is invalid: expected a finite number > 0")
-    return float(value)
 
 
 # --- autocorrelation ------------------------------------------------------------------------------------
