@@ -4,12 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+# Every runtime, test and build dependency is pinned in constraints.txt (regenerate with `make lock`).
+# pip, setuptools and wheel come from the same file, and the package is built without isolation, so that
+# the build backend is pinned too.
+PIP    := $(BIN)/python -m pip
+# The extras whose dependencies the lock pins (test-time: dev; `make bench`: bench).
+LOCK_EXTRAS := dev,bench
+
+.PHONY: demo test test-latest bench lint lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt pip setuptools wheel
+	$(PIP) install --quiet -c constraints.txt --no-build-isolation -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,8 +29,27 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
+# The suite against the newest releases of everything but torch (whose newer builds are CUDA builds of
+# several GB): upgrades are seen deliberately here, never by accident in `make test`.
+test-latest:
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	.venv-latest/bin/python -m pip install --quiet --upgrade torch==2.13.0 -e '.[dev]'
+	.venv-latest/bin/python -m pip freeze --exclude-editable | tr '\n' ' '; echo
+	.venv-latest/bin/python -m pytest -n 2 -q
+
+# Re-resolve constraints.txt from pyproject.toml's ranges in a clean venv (pip's resolver, then pip freeze).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	.venv-lock/bin/python -m pip install --quiet torch==2.13.0 -e '.[$(LOCK_EXTRAS)]'
+	{ sed -n '1,/^# ---- pins/p' constraints.txt; \
+	  .venv-lock/bin/python -m pip freeze --all --exclude-editable | sed 's/+cpu$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) .venv-latest .venv-lock .pytest_cache .hypothesis build src/*.egg-info
