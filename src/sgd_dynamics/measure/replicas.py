@@ -117,7 +117,7 @@ def init_replicas(model: nn.Module, replicas: int = 4) -> ReplicaState:
 
 
 @contextlib.contextmanager
-def _training_mode(model: nn.Module) -> Iterator[None]:
+def training_mode(model: nn.Module) -> Iterator[None]:
     """Every submodule in train mode (what a training step sees); each module's mode restored after."""
     modes = [(m, m.training) for m in model.modules()]
     model.train()
@@ -268,7 +268,7 @@ def run_replicas(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, hyper:
     recorder = _Recorder(model, state, rows, steps)
     sgd, due = ReplicaSGD(model, loss_fn, hyper), as_schedule(schedule)
     devices = [state.params.device] if state.params.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), _training_mode(model):
+    with torch.random.fork_rng(devices=devices), training_mode(model):
         torch.manual_seed(seed)
         for i in range(steps):
             idx = _next_indices(streams, hyper.batch_size, x.device)
