@@ -10,8 +10,10 @@ against the single run measured in the same process. Variants:
 - ``1 run``: one torch.optim.SGD run (``model(x[idx])``, ``backward``, ``step``);
 - ``4 sequential``: four such runs, one after another;
 - ``4 batched``: ``ReplicaSGD.step`` on the stacked (4, m) parameters (one vmapped forward/backward);
-- ``4 batched + records``: ``run_replicas`` recording Gram matrix, speeds, losses and 20 projections at
-  every step (the worst case; the default log schedule records a vanishing fraction of steps).
+- ``4 batched, log records``: ``run_replicas`` with its default schedule (every step up to ~20, then 20
+  per decade: 40 of the 320 steps here, 26 of them in the untimed warm-up round) recording the Gram
+  matrix, speeds, losses and 20 projections;
+- ``4 batched, every-step records``: the same records at every step (the worst case).
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_replicas.py`` (about a minute on one CPU thread;
 ``BENCH_THREADS=n`` for more, ``BENCH_DEVICE=cuda`` on a GPU).
@@ -30,7 +32,7 @@ from sgd_dynamics.experiments.datasets import load_dataset
 from sgd_dynamics.experiments.models import build_model
 from sgd_dynamics.experiments.training import cross_entropy
 from sgd_dynamics.hyper import Hyperparams
-from sgd_dynamics.measure.replicas import ReplicaSGD, init_replicas, run_replicas
+from sgd_dynamics.measure.replicas import RECORD_SCHEDULE, ReplicaSGD, init_replicas, run_replicas
 
 R, BATCH, ROUNDS, STEPS = 4, 128, 7, 40
 
@@ -60,7 +62,7 @@ def main() -> None:
     batched_model = model()
     sgd, state = ReplicaSGD(batched_model, cross_entropy, hyper), init_replicas(batched_model, R)
     directions = torch.linalg.qr(torch.randn(m, 20, generator=gen))[0].T.contiguous().to(device)
-    recorded_state = init_replicas(batched_model, R)
+    recorded_state, logged_state = init_replicas(batched_model, R), init_replicas(batched_model, R)
 
     def plain_steps(replicas: int, block: slice) -> None:
         for k in range(block.start, block.stop):
@@ -75,13 +77,15 @@ def main() -> None:
         for k in range(block.start, block.stop):
             sgd.step(state, x[idx[k]], y[idx[k]])
 
-    def recorded_steps(block: slice) -> None:
+    def recorded_steps(block: slice, schedule, state) -> None:
         streams = [iter(idx[block, r]) for r in range(R)]
         run_replicas(batched_model, cross_entropy, x, y, hyper, block.stop - block.start, streams,
-                     directions=directions, schedule=None, state=recorded_state)
+                     directions=directions, schedule=schedule, state=state)
 
     variants = {"1 run": lambda b: plain_steps(1, b), f"{R} sequential": lambda b: plain_steps(R, b),
-                f"{R} batched": batched_steps, f"{R} batched + records": recorded_steps}
+                f"{R} batched": batched_steps,
+                f"{R} batched, log records": lambda b: recorded_steps(b, RECORD_SCHEDULE, logged_state),
+                f"{R} batched, every-step records": lambda b: recorded_steps(b, None, recorded_state)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(ROUNDS + 1):
         block = slice(r * STEPS, (r + 1) * STEPS)
@@ -98,7 +102,7 @@ def main() -> None:
           f"device {device}, torch threads={torch.get_num_threads()}, {ROUNDS} interleaved rounds x {STEPS} "
           "steps, median per step)")
     for name, t in median.items():
-        print(f"  {name:<22s}: {t * 1e3:7.3f} ms/step   vs 1 run {t / one:5.2f}   "
+        print(f"  {name:<30s}: {t * 1e3:7.3f} ms/step   vs 1 run {t / one:5.2f}   "
               f"vs {R} sequential {t / sequential:5.2f}")
 
 

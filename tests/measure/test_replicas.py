@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from sgd_dynamics.estimation.replica_decomposition import replica_decomposition
 from sgd_dynamics.experiments.training import (
     cross_entropy,
     make_optimizer,
@@ -21,7 +22,7 @@ from sgd_dynamics.experiments.training import (
 )
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.measure import LogSchedule
-from sgd_dynamics.measure.replicas import init_replicas, replica_seeds, run_replicas
+from sgd_dynamics.measure.replicas import _gram, init_replicas, replica_seeds, run_replicas
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 N, S, STEPS, R = 96, 16, 30, 3
@@ -138,6 +139,21 @@ def test_drift_diffusion_from_the_gram_matrix_match_the_final_parameter_vectors(
     np.testing.assert_allclose(parts.total[-1], np.mean(np.sum(d**2, 1)), rtol=1e-12)
     np.testing.assert_allclose(parts.total, parts.drift + parts.diffusion, rtol=1e-12)
     assert np.all(parts.diffusion > 0) and np.all(np.isfinite(parts.drift_se))
+
+
+def test_float32_gram_keeps_the_diffusion_precise_under_a_dominant_drift():
+    # Drift 2500x the diffusion, float32 parameters: the pivoted Gram matrix gives the diffusion to the
+    # float32 rounding of the replicas' differences; a plain float32 D D^T loses ~2.5e-4 to cancellation.
+    g = torch.Generator().manual_seed(0)
+    m = 78858
+    theta_star = torch.randn(m, generator=g)
+    params = (theta_star + 0.05 * torch.randn(m, generator=g) + 1e-3 * torch.randn(R, m, generator=g)).float()
+    d64 = params.double().numpy() - theta_star.double().numpy()
+    diffusion = np.var(d64, axis=0, ddof=1).sum()               # float64 reference
+    gram = _gram(params - theta_star).numpy()
+    assert replica_decomposition(gram).diffusion == pytest.approx(diffusion, rel=1e-6)
+    mean = d64.mean(0)
+    assert replica_decomposition(gram).drift == pytest.approx(mean @ mean - diffusion / R, rel=1e-6)
 
 
 def test_mode_decomposition_is_the_split_of_the_projections():

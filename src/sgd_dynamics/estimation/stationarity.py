@@ -29,7 +29,7 @@ The relative change is ``r = (m_2 - m_1) / |m_1|`` with ``se_r = se / |m_1|``, a
 
 Two criteria per series, both in units of relative change, each holding when ``value <= threshold``:
 
-- ``"<series>: trend"``: ``value = |r| - t* se_r``, the lower confidence bound of ``|relative change|``,
+- ``"<series>: trend"``: ``value = max(|r| - t* se_r, 0)``, the lower confidence bound of ``|r|``,
   ``threshold = rel_tol``. It fails only when the change is both relevant (``|r| > rel_tol``) and
   significant: a one-sided test of the interval null hypothesis ``|r| <= rel_tol`` (Hodges & Lehmann 1954,
   "Testing the approximate validity of statistical hypotheses"). A stationary series fails it with
@@ -104,8 +104,8 @@ class WindowTrend:
 
     @property
     def lower_bound(self) -> float:
-        """``|r| - t* se_r``: the change is larger than this at the false-alarm level."""
-        return abs(self.relative_change) - self.critical_value * self.relative_standard_error
+        """``max(|r| - t* se_r, 0)``: the change is at least this large at the false-alarm level."""
+        return max(abs(self.relative_change) - self.critical_value * self.relative_standard_error, 0.0)
 
     @property
     def resolution(self) -> float:

@@ -282,7 +282,7 @@ def run_replicas(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, hyper:
     return recorder.trajectory(state)
 
 
-def _gram(displacement: Tensor) -> Tensor:
+def _gram(displacement: Tensor, scratch: Tensor | None = None) -> Tensor:
     """``G_rs = d_r . d_s`` in float64 for ``d_r = theta^r - theta*``, formed in the parameters' dtype.
 
     Pivot on replica 0: ``d_r = f_r + h`` with ``f_r = d_r - d_0`` and ``h = d_0``, so
@@ -291,7 +291,7 @@ def _gram(displacement: Tensor) -> Tensor:
     in float64), so it keeps the relative precision of the dtype however large the drift is, without a
     float64 copy of the ``(R, m)`` block.
     """
-    f = displacement - displacement[0]
+    f = torch.sub(displacement, displacement[0], out=scratch)
     h = displacement[0]
     b = (f @ h).double()
     return (f @ f.T).double() + b[:, None] + b[None, :] + (h @ h).double()
@@ -310,6 +310,7 @@ class _Recorder:
         self.previous = torch.empty_like(state.params)
         self.block = torch.empty(2 * state.replicas, state.params.shape[1], dtype=state.params.dtype,
                                  device=state.params.device)
+        self.scratch = torch.empty_like(state.params)
         self.losses = torch.empty(steps, state.replicas, dtype=torch.float64, device=state.params.device)
         self.rows: dict[str, list[Tensor]] = {k: [] for k in ("gram", "speed", "loss", "projection")}
         self.steps: list[int] = []
@@ -326,9 +327,9 @@ class _Recorder:
                                      f"{losses.cpu().numpy()}; lower the lr")
         r, rows = state.replicas, self.rows
         displacement = torch.sub(state.params, self.reference, out=self.block[:r])
-        rows["gram"].append(_gram(displacement))
+        rows["gram"].append(_gram(displacement, self.scratch))
         delta = torch.sub(state.params, self.previous, out=self.previous)
-        rows["speed"].append(delta.square().sum(1))
+        rows["speed"].append(torch.linalg.vector_norm(delta, dim=1).square())
         rows["loss"].append(losses)
         if self.directions.shape[1]:
             torch.neg(state.momentum, out=self.block[r:])
