@@ -22,8 +22,9 @@ Python overhead, which dominates small networks on a GPU.
 Modules run in train mode, as in ``experiments.training.train``. Buffers (BatchNorm running statistics)
 are kept per replica, ``(R, ...)``, and updated in place by each replica's batch; the model's own
 parameters and buffers are never modified. Dropout draws independent masks per replica
-(``randomness="different"``) from a generator seeded by ``seed`` inside ``torch.random.fork_rng``, so the
-global RNG is left as it was; replicas with dropout therefore match separate runs in distribution only.
+(``randomness="different"``) from the global generator seeded from ``seed`` inside
+``torch.random.fork_rng``, which restores it afterwards; replicas with dropout therefore match separate
+runs in distribution only.
 BatchNorm with ``momentum=None`` (a cumulative average that reads the batch count into Python) cannot be
 vectorised and is refused.
 
@@ -253,8 +254,9 @@ def run_replicas(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, hyper:
     ``index_streams``: one endless stream of minibatch index tensors ``(S,)`` per replica, e.g.
     ``[minibatch_indices(N, S, sampler, s) for s in replica_seeds(seed, R)]``. ``directions``: ``(k, m)``
     rows ``q_i``. ``schedule``: the recorded steps (``None``: every step; an integer stride; a callable).
-    ``seed``: the dropout masks' RNG. ``state``: continue these replicas (their step count goes on)
-    instead of restarting from ``theta*``; displacements are still measured from the model's parameters.
+    ``seed``: the dropout masks' RNG, seeded from ``(seed, state.step)`` so that a continued state draws
+    fresh masks. ``state``: continue these replicas (their step count goes on) instead of restarting from
+    ``theta*``; displacements are still measured from the model's parameters.
     """
     _require(isinstance(steps, int) and steps >= 1, "steps", steps, "an integer >= 1")
     streams = list(index_streams)
@@ -269,7 +271,7 @@ def run_replicas(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, hyper:
     sgd, due = ReplicaSGD(model, loss_fn, hyper), as_schedule(schedule)
     devices = [state.params.device] if state.params.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), training_mode(model):
-        torch.manual_seed(seed)
+        torch.manual_seed(int(np.random.SeedSequence([seed, state.step]).generate_state(1)[0]))
         for i in range(steps):
             idx = _next_indices(streams, hyper.batch_size, x.device)
             record = due(state.step + 1)
