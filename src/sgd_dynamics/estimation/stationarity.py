@@ -38,12 +38,12 @@ Two criteria per series, both in units of relative change, each holding when ``v
 - ``"<series>: resolution"``: ``value = t* se_r``, ``threshold = max_resolution``: the windows are long or
   quiet enough that a relative change of ``max_resolution`` would have been significant. Without it a
   large trend buried in noise would pass the trend criterion for lack of evidence; with it such a series
-  is not certified (settle longer, or use longer windows).
+  is not certified (use longer windows or more snapshots per window).
 
-The series is stationary when every criterion of every series holds. :meth:`StationarityCertificate.to_json`
-gives the ``summary.json`` contract ``{"stationary": bool, "criteria": [{"name", "value", "threshold",
-"holds"}]}``; :class:`StationarityMonitor` and :func:`settle_until_stationary` are the streaming form the
-settle loop calls after each window.
+The run is certified stationary when every criterion of every series holds.
+:meth:`StationarityCertificate.to_json` gives the ``summary.json`` contract ``{"stationary": bool,
+"criteria": [{"name", "value", "threshold", "holds"}]}``; :class:`StationarityMonitor` and
+:func:`settle_until_stationary` are the streaming form the settle loop calls after each window.
 """
 
 from __future__ import annotations
