@@ -31,14 +31,15 @@ weights as noise variances to :func:`sgd_dynamics.theory.global_displacement` is
 ``rho ~ (1 - beta) / (eta t)``, where a Gauss rule places few nodes: a polynomial resolving
 ``exp(-rho eta t / (1 - beta))`` on ``[0, rho_top]`` needs degree ``~ sqrt(eta rho_top t / (1 - beta))``. So
 long times need more steps, and deflating the top eigenpairs lowers ``rho_top`` from ``rho_max`` to
-``rho_{k+1}``; both are what remove the long-time bias (e.g. -18% at ``t = 1e4`` with 40 steps, -1.5% with
-120, -0.5% with 120 and the top 30 deflated, on a 361-parameter tanh MLP at ``beta = 0.9``).
+``rho_{k+1}``; both are what remove the long-time bias (at ``t = 1e4`` on a 361-parameter tanh MLP with
+``beta = 0.9``: 18% with 40 steps, 1.5% with 120, 0.5% with 120 and the top 30 eigenpairs deflated).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import scipy.linalg
@@ -46,6 +47,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sgd_dynamics._validation import require
 from sgd_dynamics.hyper import Hyperparams
+from sgd_dynamics.theory import global_displacement, global_displacement_from_start, stationary_moments
 
 Matmat = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 RuleFunction = Callable[[NDArray[np.float64], NDArray[np.float64]], ArrayLike]
@@ -192,7 +194,7 @@ def lanczos_tridiagonal(matmat: Matmat, starts: NDArray[np.float64], steps: int,
 
 def lanczos_quadrature(matmat: Matmat, probes: ArrayLike, steps: int, *,
                        deflation: tuple[ArrayLike, ArrayLike] | None = None,
-                       block_size: int = 16) -> SpectralMeasure:
+                       block_size: int = 8) -> SpectralMeasure:
     """Gauss rules of ``H`` (``matmat``: ``m x b`` in and out) from the columns ``u_p`` of ``probes``.
 
     ``deflation = (eigenvalues (k,), eigenvectors (m, k))``: exact eigenpairs of ``H`` handled exactly
@@ -245,7 +247,8 @@ def _deflation_pairs(deflation: tuple[ArrayLike, ArrayLike] | None, dim: int
 
 
 def full_spectrum_displacement(measure: SpectralMeasure, hyper: Hyperparams, steps: ArrayLike, *,
-                               model: str = "discrete", settle: Hyperparams | None = None
+                               model: Literal["continuous", "discrete"] = "discrete",
+                               settle: Hyperparams | None = None
                                ) -> QuadratureEstimate:
     """``E||Delta_t||^2 = tr(Sigma g_t(H))`` from a noise-weighted spectral measure, with its error bar.
 
@@ -255,8 +258,6 @@ def full_spectrum_displacement(measure: SpectralMeasure, hyper: Hyperparams, ste
     A node of negative curvature ``rho + weight_decay < 0`` is taken as flat (``h = 0``, free diffusion), as
     the study treats negative Hessian modes: the estimate is then that of ``tr(Sigma g_t(max(H, -lambda)))``.
     """
-    from sgd_dynamics.theory import global_displacement, global_displacement_from_start, stationary_moments
-
     floor = -min(hyper.weight_decay, settle.weight_decay if settle is not None else hyper.weight_decay)
     if settle is None:
         def fn(nodes: NDArray[np.float64], weights: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -122,7 +122,7 @@ def _draw(rng: np.random.Generator, shape: tuple[int, int], distribution: str) -
 def noise_spectral_measure(model: nn.Module, loss_fn: LossFn, batches: BatchSource, *,
                            num_probes: int = 20, lanczos_steps: int = 100,
                            deflation: HessianEigenpairs | None = None, seed: int = 0,
-                           distribution: ProbeDistribution = "rademacher", block_size: int = 16,
+                           distribution: ProbeDistribution = "rademacher", block_size: int = 8,
                            chunk_size: int = 64) -> SpectralMeasure:
     """The noise-weighted spectral measure of ``H``: ``measure.estimate(fn)`` estimates ``tr(Sigma f(H))``.
 
@@ -152,7 +152,7 @@ def noise_spectral_measure(model: nn.Module, loss_fn: LossFn, batches: BatchSour
 
 def hessian_spectral_density(model: nn.Module, loss_fn: LossFn, batches: BatchSource, *, num_probes: int = 10,
                              lanczos_steps: int = 100, seed: int = 0, width: float | None = None,
-                             num_points: int = 1000, block_size: int = 16) -> SpectralDensity:
+                             num_points: int = 1000, block_size: int = 8) -> SpectralDensity:
     """Eigenvalue density of ``H`` (normalised to 1) by stochastic Lanczos quadrature, Rademacher probes.
 
     Row ``p`` of ``nodes`` / ``weights`` is probe ``p``'s Gauss rule of ``v_p^T f(H) v_p / m``, so
