@@ -130,8 +130,8 @@ def _dense_rademacher_measure(net: Network, seed: int, probes: int, steps: int, 
 # --- probes ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("distribution", ["rademacher", "gaussian"])
-def test_weighted_backward_probe_is_the_per_example_combination(mse_network, distribution):
-    net = mse_network
+def test_weighted_backward_probe_is_the_per_example_combination(network, distribution):
+    net = network
     probes = noise_probes(net.model, net.loss, net.batches, 5, seed=3, distribution=distribution,
                           chunk_size=40)
     z = probes.coefficients
