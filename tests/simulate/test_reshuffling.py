@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from sgd_dynamics import Hyperparams
-from sgd_dynamics.simulate import simulate_linear_regression_sgd, teacher_regression
 from sgd_dynamics.simulate.reshuffling import reshuffled_batches, simulate_reshuffled_quadratic_sgd
 from sgd_dynamics.theory import (
     EpochSchedule,
@@ -87,8 +86,8 @@ def test_speed_per_step_and_epoch_average(batch, momentum, drop_last, assert_mc_
     per_step = tr.local_sq_displacement().reshape(epochs, m, -1).mean(axis=0).T  # (R, M), step j of the epoch
     theory = reshuffled_speed_per_step(RHO, s, hp, drop_last)
     assert_mc_mean(per_step, theory, z=4.0, what="speed per step of the epoch")
-    mean, se = assert_mc_mean(per_step.mean(axis=1), reshuffled_stationary_speed(RHO, s, hp, drop_last), z=4.0,
-                              what="epoch-averaged speed")
+    mean, se = assert_mc_mean(per_step.mean(axis=1), reshuffled_stationary_speed(RHO, s, hp, drop_last),
+                              z=4.0, what="epoch-averaged speed")
     wr = stationary_speed(RHO, s, Hyperparams(lr=LR, momentum=momentum, batch_size=batch), model="discrete")
     if abs(theory.mean() / wr - 1) > 0.2:
         # the same data must reject sampling with replacement's prediction (002 eq. 18 exact counterpart)
@@ -109,14 +108,15 @@ def test_displacement_from_an_epoch_boundary(batch, momentum, drop_last, assert_
                    reshuffled_displacement_from_start(RHO, s, hp, ks, "cyclostationary", drop_last), z=4.0,
                    what="cyclostationary start")
     # fresh optimizer: the burnt-in position, v = 0, new permutations (another seed)
-    fresh = simulate_reshuffled_quadratic_sgd(RHO, u, steps=int(ks.max()), seed=12,
-                                              start=(resumed.position[0], np.zeros_like(resumed.position[0])), **kw)
+    x0 = resumed.position[0]
+    fresh = simulate_reshuffled_quadratic_sgd(RHO, u, steps=int(ks.max()), seed=12, start=(x0, 0 * x0), **kw)
     assert_mc_mean(fresh.global_sq_displacement()[ks].T,
                    reshuffled_displacement_from_start(RHO, s, hp, ks, "fresh_optimizer", drop_last), z=4.0,
                    what="fresh optimizer")
     zero = simulate_reshuffled_quadratic_sgd(RHO, u, steps=int(ks.max()), seed=13, **kw)
     assert_mc_mean(zero.global_sq_displacement()[ks].T,
-                   reshuffled_displacement_from_start(RHO, s, hp, ks, "zero", drop_last), z=4.0, what="zero start")
+                   reshuffled_displacement_from_start(RHO, s, hp, ks, "zero", drop_last), z=4.0,
+                   what="zero start")
 
 
 def test_full_batch_is_deterministic_heavy_ball():

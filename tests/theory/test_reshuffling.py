@@ -51,8 +51,9 @@ def test_noise_covariance_by_enumerating_every_permutation(n, s, drop_last):
     bounds = np.cumsum([0] + sizes)
     second = np.zeros((len(sizes), len(sizes), 2, 2))
     perms = list(itertools.permutations(range(n)))
+    slots = list(zip(bounds[:-1], bounds[1:], strict=True))
     for perm in perms:
-        xi = np.array([u[list(perm[lo:hi])].mean(axis=0) for lo, hi in zip(bounds[:-1], bounds[1:])])
+        xi = np.array([u[list(perm[lo:hi])].mean(axis=0) for lo, hi in slots])
         second += xi[:, None, :, None] * xi[None, :, None, :]
     second /= len(perms)  # E xi = 0, so these are the covariances
     sch = EpochSchedule(n, s, drop_last)
@@ -75,7 +76,7 @@ def test_schedule_counts_and_validation():
         EpochSchedule(2, 3)
     with pytest.raises(ValueError, match=r"drop_last=1 is invalid: expected True or False"):
         EpochSchedule(6, 3, drop_last=1)
-    with pytest.raises(ValueError, match=r"sampler='with_replacement' is invalid: expected 'without_replacement'"):
+    with pytest.raises(ValueError, match=r"sampler='with_replacement' is invalid: expected 'without_repl"):
         reshuffled_stationary_speed([1.0], [1.0], Hyperparams(lr=0.1, batch_size=2, dataset_size=8))
     hp = rr(0.1, 0.9, 2, 8)
     with pytest.raises(ValueError, match=r"start='stationary' is invalid: expected one of cyclostationary"):
@@ -135,7 +136,8 @@ def dense_reference(lr, beta, h, s, n, batch, drop_last, ks, start):
             if start == "cyclostationary":
                 d = xk - x0
             else:  # v reset (fresh optimizer) or the whole state reset (zero) at t0
-                d = np.where(np.arange(total)[:, None] < t0, (power[0, 0] - 1) * x0 if start != "zero" else 0, xk)
+                before = (power[0, 0] - 1) * x0 if start == "fresh_optimizer" else 0
+                d = np.where(np.arange(total)[:, None] < t0, before, xk)
             out.append(float(cov(d)[0, 0]))
         power = a @ power
     return p, np.array(speeds), np.array(out)
@@ -170,7 +172,8 @@ def test_against_dense_long_double_reference(lr, beta, h, s, n, batch, drop_last
     np.testing.assert_allclose([mom.cross_covariance[0], mom.velocity_variance[0]], [p[0, 1], p[1, 1]],
                                rtol=1e-12)
     np.testing.assert_allclose(reshuffled_speed_per_step([h], [s], hp, drop_last), speeds, rtol=1e-12)
-    np.testing.assert_allclose(reshuffled_stationary_speed([h], [s], hp, drop_last), speeds.mean(), rtol=1e-12)
+    np.testing.assert_allclose(reshuffled_stationary_speed([h], [s], hp, drop_last), speeds.mean(),
+                               rtol=1e-12)
 
 
 # --- many modes: scipy's discrete Lyapunov solver on the one-epoch map ------------------------------------
@@ -219,7 +222,8 @@ def test_vectorised_over_many_modes_and_chunked_steps():
                                               "fresh_optimizer")
     np.testing.assert_allclose(full, one_mode, rtol=1e-12)  # modes do not mix
     speed = reshuffled_stationary_speed(rho, s, hp)
-    assert speed == pytest.approx(sum(reshuffled_stationary_speed(rho[g], s[g], hp) for g in groups), rel=1e-12)
+    by_group = sum(reshuffled_stationary_speed(rho[g], s[g], hp) for g in groups)
+    assert speed == pytest.approx(by_group, rel=1e-12)
     assert np.mean(reshuffled_speed_per_step(rho, s, hp)) == pytest.approx(speed, rel=1e-12)
 
 
@@ -279,12 +283,14 @@ def test_large_dataset_recovers_sampling_with_replacement():
                 rho[[i]], s[[i]], wr, model="discrete") - 1
             assert gap_i * (n - 1) == pytest.approx(1.0, abs=1e-3)
         # Var x couples to d through x's total response to a constant force, 1/h, so its gap is larger:
-        # Q_xx / (s P1_xx / S) -> N/(N-1) [1 - S / (N h^2 P1_xx)], P1 the with-replacement covariance at s/S = 1
+        # Q_xx / (s P1_xx / S) -> N/(N-1) [1 - S / (N h^2 P1_xx)], P1 the with-replacement covariance at
+        # s/S = 1
         mom, ref = periodic_stationary_covariance(rho, s, hp), stationary_moments(rho, s, wr)
         h = rho[1:] + 0.01
         p1_xx = ref.position_variance[1:] / (s[1:] / 8)
         want_gap = 1 / (n - 1) - 8 / ((n - 1) * h**2 * p1_xx)
-        np.testing.assert_allclose(mom.position_variance[1:] / ref.position_variance[1:] - 1, want_gap, rtol=2e-3)
+        gap_x = mom.position_variance[1:] / ref.position_variance[1:] - 1
+        np.testing.assert_allclose(gap_x, want_gap, rtol=2e-3)
         np.testing.assert_allclose(mom.velocity_variance, ref.velocity_variance, rtol=2 / n)
     steps = [1, 10, 300, 5000]
     got = reshuffled_displacement_from_start(rho[1:], s[1:], hp, steps, start="fresh_optimizer")

@@ -53,7 +53,8 @@ def validated_offsets(offsets: ArrayLike, modes: int, dataset_size: int) -> NDAr
     scale = float(np.sqrt(np.mean(u**2))) if u.size else 0.0
     mean = np.abs(u.mean(axis=0))
     require(bool(np.all(mean <= 1e-10 * max(scale, np.finfo(float).tiny))), "offsets.mean(axis=0)",
-            mean.round(12).tolist()[:4], "0 (offsets around the mean gradient: subtract offsets.mean(axis=0))")
+            mean.round(12).tolist()[:4],
+            "0 (offsets around the mean gradient: subtract offsets.mean(axis=0))")
     return u
 
 
@@ -68,8 +69,8 @@ def simulate_reshuffled_quadratic_sgd(eigenvalues: ArrayLike, offsets: ArrayLike
     eigenvalues
         Hessian eigenvalues ``rho`` (``(m,)``); curvature ``rho + hyper.weight_decay``.
     offsets
-        ``u`` of shape ``(N, m)``, per-example gradient offsets in the eigenbasis, centred (``sum_i u_i = 0``);
-        ``Sigma = u^T u / N``.
+        ``u`` of shape ``(N, m)``, per-example gradient offsets in the eigenbasis, centred
+        (``sum_i u_i = 0``); ``Sigma = u^T u / N``.
     hyper
         learning rate, momentum, batch size ``S``, weight decay; ``sampler="without_replacement"`` and
         ``dataset_size = N``.

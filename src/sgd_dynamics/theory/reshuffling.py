@@ -4,7 +4,8 @@
 minibatch noise that is independent across steps: minibatches drawn *with* replacement. ``DataLoader(
 shuffle=True)`` instead draws a random permutation of the ``N`` examples per epoch and walks it in ``M``
 batches: ``M = ceil(N / S)``, the last of size ``S_last = N - (M - 1) S`` (``drop_last=False``), or
-``M = floor(N / S)`` batches of ``S`` and ``N - M S`` examples unused (``drop_last=True``, the study's sampler).
+``M = floor(N / S)`` batches of ``S`` and ``N - M S`` examples unused (``drop_last=True``, the study's
+sampler).
 The noise is anti-correlated within an epoch and independent across epochs; the state is cyclostationary
 with period ``M`` steps. This module gives its second moments exactly (no continuous approximation).
 
@@ -15,7 +16,8 @@ For linear regression the ``u_i`` are the per-example gradients at the minimum; 
 
 Noise. Two distinct slots of a uniform permutation carry ``E[u_i u_j^T] = -Sigma / (N - 1)``, so within an
 epoch ``Cov(xi_b, xi_b') = c_bb' Sigma`` with ``c_bb' = a_b delta_bb' + d``, ``a_b = N / ((N - 1) S_b)`` and
-``d = -1 / (N - 1)`` (``Cov(xi_b) = (Sigma / S_b)(N - S_b) / (N - 1)``); across epochs 0. ``S_b = N``: no noise.
+``d = -1 / (N - 1)`` (``Cov(xi_b) = (Sigma / S_b)(N - S_b) / (N - 1)``); across epochs 0. ``S_b = N``: no
+noise.
 
 Dynamics per Hessian mode (``rho``, ``s = q^T Sigma q``, ``h = rho + lambda``): ``z = (x, v)`` obeys the
 recursion of discrete.py, ``z_{k+1} = A z_k + B xi_k`` with ``B = (eta, 1)`` (the sign of the noise does not
@@ -161,7 +163,8 @@ class _Epoch:
         sch = self.schedule
         f = steps.response_sum
         scale = self.noise[..., None, None] * sch.noise_scale
-        return scale * (steps.outer_sum / sch.batch_size - f[..., :, None] * f[..., None, :] / sch.dataset_size)
+        ff = f[..., :, None] * f[..., None, :]
+        return scale * (steps.outer_sum / sch.batch_size - ff / sch.dataset_size)
 
 
 def _epoch(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, drop_last: bool) -> _Epoch:
@@ -169,7 +172,8 @@ def _epoch(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparam
     rho = hyper.check_stable(eigenvalues)
     s = np.atleast_1d(np.asarray(noise_variances, dtype=np.float64))
     if s.shape != rho.shape:
-        raise ValueError(f"noise_variances must have one entry per eigenvalue ({rho.size}); got shape {s.shape}")
+        raise ValueError(f"noise_variances must have one entry per eigenvalue ({rho.size}); "
+                         f"got shape {s.shape}")
     bad = ~np.isfinite(s) | (s < 0)
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
@@ -260,7 +264,8 @@ def reshuffled_stationary_speed(eigenvalues: ArrayLike, noise_variances: ArrayLi
     sch, m = ep.schedule, ep.schedule.batches
     a = ep.step.power
     drift = a @ ep.boundary_covariance @ np.swapaxes(a, -1, -2)
-    propagated = block_power(one_step(a, ep.step.power_minus_identity, drift), m).outer_sum  # sum_j A^j P A^jT
+    # sum_{j=1}^M A^j P A^jT: the outer sums of M steps with Y = A P A^T
+    propagated = block_power(one_step(a, ep.step.power_minus_identity, drift), m).outer_sum
     e = ep.epoch
     bb = ep.step.outer_sum
     noise = (ep.noise * sch.noise_scale)[:, None, None] * (
@@ -272,7 +277,9 @@ def reshuffled_stationary_speed(eigenvalues: ArrayLike, noise_variances: ArrayLi
 def reshuffled_displacement_from_start(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
                                        steps: ArrayLike, start: ReshuffledStart = "cyclostationary",
                                        drop_last: bool = False) -> NDArray[np.float64]:
-    """``E||theta_k - theta_0||^2`` for each ``k`` in ``steps`` (integers >= 0) from an epoch boundary (item 3).
+    """``E||theta_k - theta_0||^2`` for each ``k`` in ``steps`` (integers >= 0), from an epoch boundary.
+
+    Item 3 of the module docstring.
 
     ``start``: ``"cyclostationary"`` (training resumed at an epoch boundary, ``(x_0, v_0)`` from the periodic
     stationary law), ``"fresh_optimizer"`` (``x_0`` from that law, momentum buffer reset: ``v_0 = 0``, the
@@ -294,8 +301,9 @@ def reshuffled_displacement_from_start(eigenvalues: ArrayLike, noise_variances: 
     per_epoch = StepBlock(length=np.asarray(1.0), power=ep.epoch.power,
                           power_minus_identity=ep.epoch.power_minus_identity, response_sum=None,
                           outer_sum=ep.epoch_noise)
-    step = StepBlock(length=np.asarray(1.0), power=ep.step.power, power_minus_identity=ep.step.power_minus_identity,
-                     response_sum=ep.step.response_sum, outer_sum=ep.step.outer_sum)
+    step = StepBlock(length=np.asarray(1.0), power=ep.step.power,
+                     power_minus_identity=ep.step.power_minus_identity, response_sum=ep.step.response_sum,
+                     outer_sum=ep.step.outer_sum)
     values, inverse = np.unique(k, return_inverse=True)
     chunk = max(1, _CHUNK_ELEMENTS // p.shape[0])
     out = np.empty(values.size)
@@ -307,7 +315,8 @@ def reshuffled_displacement_from_start(eigenvalues: ArrayLike, noise_variances: 
         a = e_j + epochs.power_minus_identity[..., 0, :] + np.einsum("kmi,kmij->kmj", e_j,
                                                                     epochs.power_minus_identity)
         row = within.power[..., 0, :]
-        noise = np.einsum("kmi,kmij,kmj->km", row, epochs.outer_sum, row) + ep.partial_noise(within)[..., 0, 0]
+        noise = (np.einsum("kmi,kmij,kmj->km", row, epochs.outer_sum, row)
+                 + ep.partial_noise(within)[..., 0, 0])
         start_term = (a[..., 0] ** 2 * c0[:, 0, 0] + 2 * a[..., 0] * a[..., 1] * c0[:, 0, 1]
                       + a[..., 1] ** 2 * c0[:, 1, 1])
         out[lo:lo + chunk] = np.sum(start_term + noise, axis=1)

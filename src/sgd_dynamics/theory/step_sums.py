@@ -37,7 +37,7 @@ _DECAYED = 1e-12       # |T^n| below this: the next doubling adds |T^n|^2 ~ 1e-2
 
 @dataclass(frozen=True)
 class StepBlock:
-    """The sums of the module docstring over ``length`` steps, per mode (last axes ``(..., 2)``/``(..., 2, 2)``).
+    """The sums of the module docstring over ``length`` steps, per mode (last axes ``2`` or ``(2, 2)``).
 
     ``length`` broadcasts against the leading axes (a scalar, or one count per block along axis 0).
     ``response_sum`` is ``None`` where no ``b`` is tracked; the prefix sums are ``None`` unless asked for.
@@ -56,8 +56,11 @@ class StepBlock:
 def one_step(power: NDArray[np.float64], power_minus_identity: NDArray[np.float64],
              outer: NDArray[np.float64], response: NDArray[np.float64] | None = None,
              prefix: bool = False) -> StepBlock:
-    """The block of a single step: ``T``, ``T - I`` (given by the caller, computed without cancellation),
-    ``V_1 = Y`` and ``F_1 = b``; with ``prefix`` also ``SF_1 = b``, ``SV_1 = Y``, ``SFF_1 = b b^T``."""
+    """The block of a single step.
+
+    ``T``, ``T - I`` (given by the caller, computed without cancellation), ``V_1 = Y`` and ``F_1 = b``; with
+    ``prefix`` also ``SF_1 = b``, ``SV_1 = Y``, ``SFF_1 = b b^T``.
+    """
     block = StepBlock(length=np.asarray(1.0), power=power, power_minus_identity=power_minus_identity,
                       response_sum=response, outer_sum=outer)
     if not prefix:
@@ -110,7 +113,7 @@ def block_power(step: StepBlock, n: int) -> StepBlock:
 
 
 def blocks_at(step: StepBlock, counts: NDArray[np.int64]) -> StepBlock:
-    """``step`` (arrays over modes: ``(modes, 2, 2)``) repeated ``counts[i] >= 0`` times for every ``i`` at once.
+    """``step`` (arrays over modes, ``(modes, 2, 2)``) repeated ``counts[i] >= 0`` times, all ``i`` at once.
 
     The result has a leading axis of ``len(counts)``; prefix sums are not carried. Counts that fill most of
     their range are read off a table of consecutive blocks (about two compositions each); sparse ones are
@@ -130,8 +133,10 @@ def blocks_at(step: StepBlock, counts: NDArray[np.int64]) -> StepBlock:
 
 
 def consecutive_blocks(step: StepBlock, count: int) -> StepBlock:
-    """``step`` repeated ``0, 1, ..., count - 1`` times (leading axis ``count``), by doubling the table:
-    the blocks ``L..2L-1`` are the block of ``L`` steps followed by the blocks ``0..L-1``."""
+    """``step`` repeated ``0, 1, ..., count - 1`` times (leading axis ``count``), by doubling the table.
+
+    The blocks ``L..2L-1`` are the block of ``L`` steps followed by the blocks ``0..L-1``.
+    """
     table = _identity(step, 1)
     power = _plain(step)
     while table.power.shape[0] < count:
