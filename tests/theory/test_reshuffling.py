@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import scipy.linalg as sl
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sgd_dynamics import Hyperparams
@@ -197,11 +197,12 @@ def test_periodic_covariance_solves_the_one_epoch_lyapunov_equation(lr, beta, u,
     h = u * hp.stability_limit
     sch = EpochSchedule(n, batch, drop_last)
     g, q = brute_epoch(h, 0.8, hp, sch)
+    r = max(abs(np.linalg.eigvals(g)))
+    assume(1 - r**2 > 1e-6)  # scipy's Kronecker solve is ill-conditioned beyond (slow modes: dense test above)
     want = sl.solve_discrete_lyapunov(g, q)
     mom = periodic_stationary_covariance([h], [0.8], hp, drop_last)
     got = mom.as_matrices()[0]
     # the Lyapunov solve's own accuracy: eps times its condition 1 / (1 - |r|^2M)
-    r = max(abs(np.linalg.eigvals(g)))
     scale = np.abs(want).max()
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-11 * scale / (1 - r**2) + 1e-300)
 

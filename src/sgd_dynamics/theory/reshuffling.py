@@ -178,6 +178,16 @@ def _epoch(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparam
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"noise_variances[{i}]={float(s[i])!r} is invalid: expected finite values >= 0")
+    step = _one_step(rho, hyper)
+    epoch = block_power(step, schedule.batches)
+    q = _epoch_noise(epoch, step, s, schedule)
+    free = hyper.curvature(rho) == 0
+    return _Epoch(hyper=hyper, schedule=schedule, free=free, noise=s, step=step, epoch=epoch, epoch_noise=q,
+                  boundary_covariance=_periodic_fixed_point(epoch, q, free))
+
+
+def _one_step(rho: NDArray[np.float64], hyper: Hyperparams) -> StepBlock:
+    """One step: ``A`` (discrete.py), ``A - I``, the noise response ``B = (eta, 1)`` and ``B B^T``."""
     h = hyper.curvature(rho)
     eta, beta = hyper.lr, hyper.momentum
     b = np.broadcast_to(np.array([eta, 1.0]), h.shape + (2,)).copy()
@@ -186,16 +196,28 @@ def _epoch(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparam
     minus_identity[..., 0, 1] = eta * beta
     minus_identity[..., 1, 0] = -h
     minus_identity[..., 1, 1] = beta - 1
-    step = one_step(transition_matrix(rho, hyper), minus_identity, b[..., :, None] * b[..., None, :], b,
+    return one_step(transition_matrix(rho, hyper), minus_identity, b[..., :, None] * b[..., None, :], b,
                     prefix=True)
-    epoch = block_power(step, schedule.batches)
-    bb = step.outer_sum
+
+
+def _epoch_noise(epoch: StepBlock, step: StepBlock, s: NDArray[np.float64],
+                 schedule: EpochSchedule) -> NDArray[np.float64]:
+    """``Q = s N/(N-1) [V_M / S + (1/S_last - 1/S) B B^T - F F^T / N]``, the covariance one epoch injects."""
     f = epoch.response_sum
     q = (s * schedule.noise_scale)[:, None, None] * (
-        epoch.outer_sum / schedule.batch_size + (1 / schedule.last_batch_size - 1 / schedule.batch_size) * bb
+        epoch.outer_sum / schedule.batch_size
+        + (1 / schedule.last_batch_size - 1 / schedule.batch_size) * step.outer_sum
         - f[:, :, None] * f[:, None, :] / schedule.dataset_size)
-    q = (q + np.swapaxes(q, -1, -2)) / 2
-    free = h == 0
+    return (q + np.swapaxes(q, -1, -2)) / 2
+
+
+def _periodic_fixed_point(epoch: StepBlock, q: NDArray[np.float64], free: NDArray[np.bool_]
+                          ) -> NDArray[np.float64]:
+    """``P = sum_{e>=0} A^{eM} Q A^{eMT}``, the one-epoch Lyapunov fixed point.
+
+    A free mode's ``x`` never decays, so only its ``v`` row is converged and its ``P_xx`` (meaningless, never
+    used: ``x`` does not feed back when ``h = 0``) is set to 0.
+    """
     p = np.zeros_like(q)
     for mask, rows in ((~free, [True, True]), (free, [False, True])):
         if np.any(mask):
@@ -203,9 +225,8 @@ def _epoch(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparam
                                   power_minus_identity=epoch.power_minus_identity[mask], response_sum=None,
                                   outer_sum=q[mask])
             p[mask] = stationary_sum(per_epoch, np.broadcast_to(np.array(rows), (int(mask.sum()), 2)))[0]
-    p[free, 0, 0] = 0.0  # x of a free mode never feeds back: any finite value, and it is not reported
-    return _Epoch(hyper=hyper, schedule=schedule, free=free, noise=s, step=step, epoch=epoch, epoch_noise=q,
-                  boundary_covariance=p)
+    p[free, 0, 0] = 0.0
+    return p
 
 
 def periodic_stationary_covariance(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
@@ -239,7 +260,7 @@ def reshuffled_speed_per_step(eigenvalues: ArrayLike, noise_variances: ArrayLike
     m, p = ep.schedule.batches, ep.boundary_covariance
     out = np.empty(m)
     out[-1] = np.sum(p[:, 1, 1])
-    chunk = max(1, _CHUNK_ELEMENTS // p.shape[0])
+    chunk = max(1, _CHUNK_ELEMENTS // max(p.shape[0], 1))
     lo = 0
     for within in consecutive_chunks(ep.step, 1, m, chunk):
         row = within.power[..., 1, :]  # (A^j P A^jT)_vv = row P row^T
@@ -305,7 +326,7 @@ def reshuffled_displacement_from_start(eigenvalues: ArrayLike, noise_variances: 
                      power_minus_identity=ep.step.power_minus_identity, response_sum=ep.step.response_sum,
                      outer_sum=ep.step.outer_sum)
     values, inverse = np.unique(k, return_inverse=True)
-    chunk = max(1, _CHUNK_ELEMENTS // p.shape[0])
+    chunk = max(1, _CHUNK_ELEMENTS // max(p.shape[0], 1))
     out = np.empty(values.size)
     for lo in range(0, values.size, chunk):
         kk = values[lo:lo + chunk]
