@@ -198,7 +198,8 @@ def test_periodic_covariance_solves_the_one_epoch_lyapunov_equation(lr, beta, u,
     sch = EpochSchedule(n, batch, drop_last)
     g, q = brute_epoch(h, 0.8, hp, sch)
     r = max(abs(np.linalg.eigvals(g)))
-    assume(1 - r**2 > 1e-6)  # scipy's Kronecker solve is ill-conditioned beyond (slow modes: dense test above)
+    # scipy's Kronecker solve is ill-conditioned beyond this (slow modes: the dense test above)
+    assume(1 - r**2 > 1e-6)
     want = sl.solve_discrete_lyapunov(g, q)
     mom = periodic_stationary_covariance([h], [0.8], hp, drop_last)
     got = mom.as_matrices()[0]
