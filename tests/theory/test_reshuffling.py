@@ -21,6 +21,7 @@ from sgd_dynamics.theory import (
     reshuffled_stationary_speed,
     stationary_moments,
     stationary_speed,
+    step_sums,
 )
 
 LD = np.longdouble
@@ -35,6 +36,45 @@ def batch_sizes_reference(n, s, drop_last):
     """Slices of a permutation as DataLoader / the study's sampler cut it."""
     stop = n - n % s if drop_last else n
     return [len(range(lo, min(lo + s, stop))) for lo in range(0, stop, s)]
+
+
+# --- the step sums, against explicit loops ----------------------------------------------------------------
+
+
+def test_step_sums_against_explicit_loops():
+    rng = np.random.default_rng(7)
+    t = rng.uniform(-0.6, 0.6, (3, 2, 2))
+    b = rng.standard_normal((3, 2))
+    y = b[:, :, None] * b[:, None, :]
+    step = step_sums.one_step(t, t - np.eye(2), y, b, prefix=True)
+
+    def explicit(n):
+        f, v, sf, sv, sff = np.zeros((3, 2)), np.zeros((3, 2, 2)), 0, 0, 0
+        powers = [np.broadcast_to(np.eye(2), t.shape)]
+        for _ in range(n):
+            f = f + np.einsum("mij,mj->mi", powers[-1], b)
+            v = v + powers[-1] @ y @ np.swapaxes(powers[-1], -1, -2)
+            sf, sv, sff = sf + f, sv + v, sff + f[:, :, None] * f[:, None, :]
+            powers.append(t @ powers[-1])
+        return powers[-1], f, v, sf, sv, sff
+
+    for n in (1, 2, 7, 12):
+        got = step_sums.block_power(step, n)
+        for g, w in zip((got.power, got.response_sum, got.outer_sum, got.prefix_response_sum,
+                         got.prefix_outer_sum, got.prefix_response_outer), explicit(n), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got.power_minus_identity, got.power - np.eye(2), atol=1e-14)
+    for counts in ([0, 3, 1, 2, 3], [0, 40, 5, 1000]):  # dense (a table) and sparse (binary powers)
+        got = step_sums.blocks_at(step, np.array(counts))
+        for i, n in enumerate(counts):
+            power, f, v = explicit(n)[:3]
+            np.testing.assert_allclose(got.power[i], power, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(got.response_sum[i], f, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(got.outer_sum[i], v, rtol=1e-12, atol=1e-14)
+    chunks = list(step_sums.consecutive_chunks(step, 2, 13, 4))
+    assert [c.power.shape[0] for c in chunks] == [4, 4, 3]
+    got = np.concatenate([c.outer_sum for c in chunks])
+    np.testing.assert_allclose(got, [explicit(n)[2] for n in range(2, 13)], rtol=1e-12, atol=1e-14)
 
 
 # --- the minibatch noise of one epoch -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Sums over consecutive steps of a per-mode 2x2 linear recursion, composed by binary powering.
+"""Sums over consecutive steps of a per-mode 2x2 linear recursion, composed exactly in few products.
 
 The exact theory of random reshuffling (:mod:`sgd_dynamics.theory.reshuffling`) needs, for the per-mode
 recursion ``z_{i+1} = T z_i + b w_i`` (``T`` a stable or marginally stable 2x2 matrix), the sums over a block
@@ -17,7 +17,8 @@ A block of ``p`` steps followed by one of ``q`` steps is again a block (all powe
     SF = SF_p + q F_p + T_p SF_q,    SV = SV_p + q V_p + T_p SV_q T_p^T,
     SFF = SFF_p + q F_p F_p^T + F_p G^T + G F_p^T + T_p SFF_q T_p^T,    G = T_p SF_q,
 
-so ``n`` steps cost ``O(log n)`` 2x2 products, vectorised over modes and over many ``n`` at once. Nothing
+so ``n`` steps cost ``O(log n)`` 2x2 products (binary powering), and the blocks of ``0..n-1`` steps about
+``2 n`` (doubling a table), vectorised over modes and over many ``n`` at once. Nothing
 overflows while ``T`` is stable (no eigenvalue of modulus above 1). ``E`` is carried beside ``T`` because
 ``T^n - I`` formed from ``T^n`` loses every digit where ``T^n ~ I`` (a mode with curvature near 0); its
 composition adds terms of one sign there.
