@@ -96,7 +96,8 @@ def test_speed_per_step_and_epoch_average(batch, momentum, drop_last, assert_mc_
         assert abs(mean - wr) > 10 * se, (mean, wr, se)
 
 
-@pytest.mark.parametrize("batch, momentum, drop_last", [(16, 0.9, False), (24, 0.99, False), (24, 0.9, True)])
+@pytest.mark.parametrize("batch, momentum, drop_last", [(8, 0.0, False), (16, 0.9, False), (24, 0.99, False),
+                                                      (24, 0.9, True)])
 def test_displacement_from_an_epoch_boundary(batch, momentum, drop_last, assert_mc_mean):
     hp = rr(batch, momentum)
     u = offsets()
