@@ -37,6 +37,12 @@ from sgd_dynamics.simulate.phase_space_sde import (  # isort: skip
     velocity_diffusion_rate,
 )
 
+# Discrete SGD on a quadratic with fixed per-example offsets and real epoch reshuffling
+from sgd_dynamics.simulate.reshuffling import (  # isort: skip
+    reshuffled_batches,
+    simulate_reshuffled_quadratic_sgd,
+)
+
 __all__ = [
     "TRACKER_KEYS", "DisplacementSummary", "Trajectory",
     "GaussianQuadraticModel", "simulate_quadratic_sgd", "simulate_quadratic_sgd_summary",
@@ -45,4 +51,5 @@ __all__ = [
     "METHODS", "LinearGaussianStep", "OUPath", "euler_maruyama_step", "exact_ou_step", "ou_transition",
     "phase_space_drift", "phase_space_ou", "simulate_ou_process", "simulate_phase_space_sde",
     "velocity_diffusion_rate",
+    "reshuffled_batches", "simulate_reshuffled_quadratic_sgd",
 ]

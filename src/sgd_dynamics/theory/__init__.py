@@ -1,6 +1,7 @@
 """Theory of SGD's limiting dynamics: pure NumPy/SciPy, float64, no torch.
 
-Continuous model (002, corrected by ERRATA 002.1-002.4) and the exact discrete-time recursion (ERRATA 002.5).
+Continuous model (002, corrected by ERRATA 002.1-002.4) and the exact discrete-time recursion (ERRATA 002.5),
+also under random reshuffling (ERRATA 002.3's sampler without replacement).
 """
 
 from sgd_dynamics.theory.diffusion import (
@@ -21,6 +22,14 @@ from sgd_dynamics.theory.phase_space import (
     probability_current,
     sgd_ornstein_uhlenbeck,
     velocity_autocorrelation,
+)
+from sgd_dynamics.theory.reshuffling import (
+    RESHUFFLED_STARTS,
+    EpochSchedule,
+    periodic_stationary_covariance,
+    reshuffled_displacement_from_start,
+    reshuffled_speed_per_step,
+    reshuffled_stationary_speed,
 )
 
 __all__ = [
@@ -43,4 +52,11 @@ __all__ = [
     "sgd_ornstein_uhlenbeck",
     # noise
     "per_mode_noise",
+    # random reshuffling (epoch shuffling, minibatches without replacement): exact discrete theory
+    "EpochSchedule",
+    "RESHUFFLED_STARTS",
+    "periodic_stationary_covariance",
+    "reshuffled_speed_per_step",
+    "reshuffled_stationary_speed",
+    "reshuffled_displacement_from_start",
 ]
