@@ -17,8 +17,13 @@ with ``gamma = (1 - beta) / (eta (1 + beta))`` and ``omega^2 = 2 h / (eta (1 + b
 * Stationary current (eq. 17): ``J = (v, -omega^2 x) p_ss``, from ``Q = A B - D = [[0, -s], [s, 0]]``.
 * Instantaneous speed (eq. 18, valid for any constant ``Sigma``: ERRATA 002.3):
   ``E||delta||^2 = eta^2 tr(Sigma) / (S (1 - beta^2))``.
-* Global displacement (eq. 19 with lags ``eta |i - j|``, ERRATA 002.2):
-  ``E||Delta_t||^2 = eta^2 sum_{i,j=1}^t E[v(eta i) . v(eta j)]``, summed in closed form.
+* Global displacement of the SDE itself (ERRATA 002.6): ``E||Delta_t||^2 = 2 (P_xx - [exp(-A t) P]_xx)`` per
+  mode, which saturates at ``2 Var x`` (:mod:`sde_transient`, stable in every regime and for ``h = 0``).
+  Eq. 19 as written, with lags ``eta |i - j|`` (ERRATA 002.2), ``eta^2 sum_{i,j=1}^t E[v(eta i) . v(eta j)]``,
+  samples the SDE's velocity correlation at integer lags; that sum does not cancel the linear term and grows
+  forever (ERRATA 002.6). It is kept, summed in closed form, as :func:`eq19_sampled_sum_per_mode`.
+* Covariance from a fixed start, ``int_0^t exp(-A s) (2 D / kappa) exp(-A^T s) ds``, by doubling
+  (:func:`sde_transient.covariance_over_time`; Van Loan's block exponential lost all digits by ~30 steps).
 * Equipartition (002 G.3): ``E[h x^2 / 2] = E[m v^2 / 2] = eta s / (4 S (1 - beta))`` per mode.
 """
 
