@@ -38,6 +38,7 @@ from sgd_dynamics.theory.lag_sums import _log_sinhc
 _SERIES_TERMS = 13  # (a k)^(2m) / (2m+1)! at a k = 2 and m = 13 is below 1e-18
 _SERIES_MAX_AK = 2.0
 _BASE_NORM = 0.25  # base interval of the halving: ||A tau_0|| below this
+_CHUNK_ELEMENTS = 1 << 20
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
 
 
@@ -212,9 +213,20 @@ def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDAr
     """
     rho = np.asarray(eigenvalues, dtype=np.float64)
     k = np.asarray(steps, dtype=np.float64)
-    g, w2 = step_rates(rho, hyper)
     q = 4 * hyper.damping_rate * np.asarray(noise_variances, dtype=np.float64) / hyper.inverse_temperature
-    rate = float(np.max(g + np.sqrt(w2), initial=1.0))  # bounds ||A eta||-like growth per step (scaled)
+    if k.size == 0:
+        return np.zeros((0, rho.size, 2, 2))
+    # bound the (steps x nodes x modes) temporaries whatever the sizes
+    chunk = max(1, _CHUNK_ELEMENTS // (_GAUSS_NODES.size * max(rho.size, 1)))
+    return np.concatenate([_covariance_by_halving(rho, hyper, q, k[i:i + chunk])
+                           for i in range(0, k.size, chunk)])
+
+
+def _covariance_by_halving(rho: NDArray[np.float64], hyper: Hyperparams, q: NDArray[np.float64],
+                           k: NDArray[np.float64]) -> NDArray[np.float64]:
+    """One block of step counts of :func:`covariance_over_time`."""
+    g, w2 = step_rates(rho, hyper)
+    rate = float(np.max(g + np.sqrt(w2), initial=1.0))  # bounds the growth rate of every mode, per step
     with np.errstate(divide="ignore"):
         halvings = np.where(k > 0, np.ceil(np.log2(np.maximum(k * rate / _BASE_NORM, 1.0))), 0).astype(int)
     tau = k / 2.0**halvings
