@@ -23,7 +23,8 @@ stationarity, from the Hessian eigenvalues ``rho_i`` and per-example noise varia
 ``model="continuous"`` is an alias of ``"sde"`` (the corrected continuous model of ERRATA 002.6; before, it
 named eq. 19's sampled sum, now ``"eq19_sampled_sum"``). For the SDE, ``stationary_speed`` is eq. 18,
 ``eta^2 E||v||^2``; its ``global_displacement`` at ``t = 1`` is the SDE position's increment over continuous
-time ``eta``, smaller by a relative ``~ 2 (1 - beta) / (3 (1 + beta))``.
+time ``eta``, which is smaller (by about ``2 (1 - beta) / (3 (1 + beta))`` for ``beta`` near 1, by 43 % at
+``beta = 0``).
 """
 
 from __future__ import annotations
