@@ -1,7 +1,11 @@
-"""Independent references for the theory tests: long-double direct summation and dense matrix algebra."""
+"""Independent references for the theory tests: long-double direct summation, dense matrix algebra and
+mpmath at 60 digits."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import mpmath
 import numpy as np
 
 LD = np.longdouble
@@ -60,6 +64,48 @@ def _solve_ld(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
+def _sde_parameters(lr: float, momentum: float, batch_size: int, curvature: float, noise: float):
+    """Drift ``A``, noise rate ``q`` and stationary ``Var v`` of 002 eqs. 7-8 (ERRATA 002.1) in mpmath."""
+    eta, beta = mpmath.mpf(lr), mpmath.mpf(momentum)
+    gamma = (1 - beta) / (eta * (1 + beta))
+    omega2 = 2 * mpmath.mpf(curvature) / (eta * (1 + beta))
+    kappa = batch_size * (1 - beta**2)
+    drift = mpmath.matrix([[0, -1], [omega2, 2 * gamma]])
+    return eta, gamma, omega2, drift, 4 * gamma * mpmath.mpf(noise) / kappa, mpmath.mpf(noise) / kappa
+
+
+def sde_displacement_mpmath(lr, momentum, batch_size, curvature, noise, steps) -> float:
+    """``2 (P_xx - [expm(-A eta k) P]_xx)`` at 60 digits; for ``h = 0`` the free mode's
+    ``2 Var v [t / (2 gamma) - (1 - e^{-2 gamma t}) / (4 gamma^2)]`` (integrated exponential correlation)."""
+    with mpmath.workdps(60):
+        eta, gamma, omega2, drift, _, var_v = _sde_parameters(lr, momentum, batch_size, curvature, noise)
+        t = eta * mpmath.mpf(float(steps))
+        if curvature == 0:
+            return float(2 * var_v * (t / (2 * gamma) - (1 - mpmath.exp(-2 * gamma * t)) / (4 * gamma**2)))
+        return float(2 * var_v / omega2 * (1 - mpmath.expm(-drift * t)[0, 0]))
+
+
+def sde_covariance_mpmath(lr, momentum, batch_size, curvature, noise, steps) -> np.ndarray:
+    """``Cov(x, v)`` from a fixed start at 60 digits: ``P - Phi P Phi^T`` with ``Phi = expm(-A t)``.
+
+    For ``h = 0`` the integrals of ``phi_x = (1 - e^{-2 gamma s}) / (2 gamma)`` and
+    ``phi_v = e^{-2 gamma s}``, done by hand.
+    """
+    with mpmath.workdps(60):
+        eta, gamma, omega2, drift, q, var_v = _sde_parameters(lr, momentum, batch_size, curvature, noise)
+        t = eta * mpmath.mpf(float(steps))
+        if curvature == 0:
+            e2, e4 = mpmath.exp(-2 * gamma * t), mpmath.exp(-4 * gamma * t)
+            xx = q / (4 * gamma**2) * (t - (1 - e2) / gamma + (1 - e4) / (4 * gamma))
+            xv = q / 2 * ((1 - e2) / (2 * gamma)) ** 2
+            vv = q * (1 - e4) / (4 * gamma)
+            return np.array([[float(xx), float(xv)], [float(xv), float(vv)]])
+        phi = mpmath.expm(-drift * t)
+        p = mpmath.matrix([[var_v / omega2, 0], [0, var_v]])
+        c = p - phi * p * phi.T
+        return np.array([[float(c[0, 0]), float(c[0, 1])], [float(c[1, 0]), float(c[1, 1])]])
+
+
 import pytest  # noqa: E402
 
 
@@ -67,3 +113,9 @@ import pytest  # noqa: E402
 def discrete_reference():
     """The long-double direct-summation reference for the exact discrete displacement."""
     return discrete_displacement_reference
+
+
+@pytest.fixture(scope="session")
+def sde_mpmath():
+    """60-digit references of the SDE: ``displacement(lr, beta, S, h, s, k)`` and ``covariance(...)``."""
+    return SimpleNamespace(displacement=sde_displacement_mpmath, covariance=sde_covariance_mpmath)

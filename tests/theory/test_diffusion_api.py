@@ -27,10 +27,13 @@ def test_speed_from_trace_is_eq18():
 
 
 def test_displacement_at_one_step_is_the_speed():
+    # eq. 19's sampled sum at t = 1 is eq. 18 (eta^2 Var v); the SDE's own one-step displacement is the
+    # position's increment over continuous time eta instead (test_sde_displacement)
     rho, s = np.array([0.2, 3.0, 40.0]), np.array([1.0, 0.5, 2.0])
-    for model in ("continuous", "discrete"):
+    for model, speed_model in (("discrete", "discrete"), ("eq19_sampled_sum", "sde")):
         assert global_displacement(rho, s, HP, [1], model=model)[0] == pytest.approx(
-            stationary_speed(rho, s, HP, model=model), rel=1e-13)
+            stationary_speed(rho, s, HP, model=speed_model), rel=1e-13)
+    assert stationary_speed(rho, s, HP, model="continuous") == stationary_speed(rho, s, HP, model="sde")
 
 
 def _free_mode_displacement(t, b):
@@ -80,8 +83,15 @@ def test_invalid_steps(steps):
 
 
 def test_invalid_model_names_the_choices():
-    with pytest.raises(ValueError, match="model='sde' is invalid: expected one of continuous, discrete"):
-        stationary_speed([1.0], [1.0], HP, model="sde")
+    choices = "discrete, sde, continuous"
+    with pytest.raises(ValueError, match=f"model='sgd' is invalid: expected one of {choices}$"):
+        stationary_speed([1.0], [1.0], HP, model="sgd")
+    with pytest.raises(ValueError, match="model='sgd' is invalid: expected one of discrete, sde, continuous, "
+                                         "eq19_sampled_sum"):
+        global_displacement([1.0], [1.0], HP, [1], model="sgd")
+    # eq. 19's sampled sum is a displacement only: it grows linearly for every mode, so it has no exponent
+    with pytest.raises(ValueError, match="model='eq19_sampled_sum' is invalid"):
+        local_exponent([1.0], [1.0], HP, [10], model="eq19_sampled_sum")
 
 
 def test_mean_trajectory_validates_steps():

@@ -63,7 +63,7 @@ def test_mean_trajectory_has_no_overflow_at_long_times():
 @settings(max_examples=40, deadline=None)
 @given(rho_scale=st.sampled_from([0.0, 1e-10, 1e-3, 0.5, 1.0, 1.0 + 1e-8, 3.0, 100.0]),
        lr=st.floats(1e-3, 0.5), momentum=st.sampled_from([0.0, 0.5, 0.9, 0.99]))
-def test_global_displacement_equals_direct_sum_of_expm_correlations(rho_scale, lr, momentum):
+def test_eq19_sampled_sum_equals_direct_sum_of_expm_correlations(rho_scale, lr, momentum):
     hp = Hyperparams(lr=lr, momentum=momentum, batch_size=2)
     rho = min(rho_scale * _critical_rho(hp), 0.99 * hp.stability_limit)
     steps = [1, 2, 30, 64, 65, 300]
@@ -77,7 +77,7 @@ def test_global_displacement_equals_direct_sum_of_expm_correlations(rho_scale, l
         column = step @ column
     c = np.array(c)
     ref = [lr**2 * (t * c[0] + 2 * np.sum((t - np.arange(1, t)) * c[1:t])) for t in steps]
-    got = global_displacement([rho], [1.3], hp, steps, model="continuous")
+    got = global_displacement([rho], [1.3], hp, steps, model="eq19_sampled_sum")
     np.testing.assert_allclose(got, ref, rtol=1e-9)
 
 
@@ -102,6 +102,37 @@ def test_covariance_over_time_zero_mode_by_quadrature():
     ref, _ = scipy.integrate.quad_vec(lambda u: scipy.linalg.expm(-a * u) @ qn @ scipy.linalg.expm(-a.T * u),
                                       0, t_end)
     np.testing.assert_allclose(got, ref, rtol=1e-8)
+
+
+# Damping regimes of one mode, as a fraction of the critical curvature (zeta = 1) or of the stability edge
+REGIMES = {"zero": 0.0, "tiny": 1e-10, "over": 1e-2, "near-critical over": 1 - 1e-7, "critical": 1.0,
+           "near-critical under": 1 + 1e-7, "under": 10.0, "edge": None}
+LONG_STEPS = np.array([0.25, 1, 2, 3, 10, 64, 1000, 1e4, 1e5, 1e6])
+
+
+def _regime_curvature(hp: Hyperparams, regime: str) -> float:
+    if REGIMES[regime] is None:
+        return 0.999 * hp.stability_limit
+    return min(REGIMES[regime] * (_critical_rho(hp) + hp.weight_decay), 0.5 * hp.stability_limit)
+
+
+@pytest.mark.parametrize("regime", list(REGIMES))
+def test_covariance_over_time_matches_mpmath_up_to_a_million_steps(regime, sde_mpmath):
+    """Defect 1 (issue 12): Van Loan's block exponential returned Var v = -4e5 at k = 40 and NaN at 1e6."""
+    for lr, beta in [(0.01, 0.0), (0.1, 0.5), (0.5, 0.9), (0.1, 0.999)]:
+        hp = Hyperparams(lr=lr, momentum=beta, batch_size=2)
+        h = _regime_curvature(hp, regime)
+        got = phase_space.covariance_over_time(np.array([h]), np.array([0.7]), hp, LONG_STEPS)[:, 0]
+        for j, k in enumerate(LONG_STEPS):
+            ref = sde_mpmath.covariance(lr, beta, 2, h, 0.7, k)
+            where = f"lr={lr} beta={beta} h={h} k={k}"
+            np.testing.assert_allclose(np.diag(got[j]), np.diag(ref), rtol=1e-12, err_msg=where)
+            # Cov(x, v) decays like e^{-2 gamma t} far below sqrt(Var x Var v); near critical damping its
+            # relative value at k = 1e3 moves by ~k^2 eps when h moves by one rounding, so an absolute floor
+            # on the correlation coefficient as well
+            scale = np.sqrt(ref[0, 0] * ref[1, 1])
+            assert abs(got[j, 0, 1] - ref[0, 1]) <= 1e-12 * abs(ref[0, 1]) + 1e-13 * scale, where
+            assert got[j, 0, 1] == got[j, 1, 0]
 
 
 def test_modified_loss_and_current_match_general_decomposition():

@@ -1,7 +1,7 @@
 """Theory of SGD's limiting dynamics: pure NumPy/SciPy, float64, no torch.
 
-Continuous model (002, corrected by ERRATA 002.1-002.4) and the exact discrete-time recursion (ERRATA 002.5),
-also under random reshuffling (ERRATA 002.3's sampler without replacement).
+Continuous model (002, corrected by ERRATA 002.1-002.4 and 002.6) and the exact discrete-time recursion
+(ERRATA 002.5), also under random reshuffling (ERRATA 002.3's sampler without replacement).
 """
 
 from sgd_dynamics.theory.diffusion import (
@@ -14,6 +14,7 @@ from sgd_dynamics.theory.diffusion import (
     stationary_speed,
     stationary_speed_from_trace,
 )
+from sgd_dynamics.theory.displacement_parts import DisplacementParts, displacement_decomposition
 from sgd_dynamics.theory.moments import StationaryMoments
 from sgd_dynamics.theory.noise import per_mode_noise
 from sgd_dynamics.theory.ou import OrnsteinUhlenbeck
@@ -38,6 +39,8 @@ __all__ = [
     "stationary_speed_from_trace",
     "global_displacement",
     "global_displacement_from_start",
+    "displacement_decomposition",
+    "DisplacementParts",
     "local_exponent",
     "mean_trajectory",
     "stationary_moments",

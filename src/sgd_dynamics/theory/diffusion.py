@@ -6,8 +6,11 @@ stationarity, from the Hessian eigenvalues ``rho_i`` and per-example noise varia
 * ``stationary_speed``: ``E||theta_{k+1} - theta_k||^2`` — continuous: 002 eq. 18 for any constant ``Sigma``
   (ERRATA 002.3), ``eta^2 tr(Sigma) / (S (1 - beta^2))``; discrete: the exact value
   ``eta^2 sum_i 2 s_i / (S (1 - beta)(2 (1 + beta) - eta h_i))``.
-* ``global_displacement``: ``E||theta_{k+t} - theta_k||^2`` — continuous: 002 eq. 19 with lags
-  ``eta |i - j|`` (ERRATA 002.2); discrete: exact. Both in closed form, O(modes) per time point.
+* ``global_displacement``: ``E||theta_{k+t} - theta_k||^2`` — ``"sde"``: the SDE's own
+  ``2 (P_xx - [exp(-A eta t) P]_xx)`` per mode (ERRATA 002.6), which saturates at ``2 Var x`` like SGD;
+  ``"eq19_sampled_sum"``: 002 eq. 19 with lags ``eta |i - j|`` (ERRATA 002.2) summed over integer lags, which
+  grows linearly forever for a confined mode (ERRATA 002.6; kept, labelled, for comparison with the paper);
+  ``"discrete"``: exact. All in closed form, O(modes) per time point.
 * ``global_displacement_from_start``: ``E||theta_k - theta_0||^2`` of training resumed from a random
   ``theta_0`` with a given momentum buffer (e.g. a fresh optimizer, ``b_0 = 0``); exact discrete only
   (:func:`sgd_dynamics.theory.discrete.displacement_from_start_per_mode`). With ``theta_0`` and ``b_0`` drawn
@@ -16,7 +19,12 @@ stationarity, from the Hessian eigenvalues ``rho_i`` and per-example noise varia
   predicts over any window (a log-symmetric finite difference on integer steps).
 
 ``model="discrete"`` is the exact answer for the discrete recursion with Gaussian noise;
-``model="continuous"`` is the paper's SDE, accurate when ``eta * (rho + lambda)`` is small (ERRATA 002.5).
+``model="sde"`` is the paper's SDE, accurate when ``eta * (rho + lambda)`` is small (ERRATA 002.5), and
+``model="continuous"`` is an alias of ``"sde"`` (the corrected continuous model of ERRATA 002.6; before, it
+named eq. 19's sampled sum, now ``"eq19_sampled_sum"``). For the SDE, ``stationary_speed`` is eq. 18,
+``eta^2 E||v||^2``; its ``global_displacement`` at ``t = 1`` is the SDE position's increment over continuous
+time ``eta``, which is smaller (by about ``2 (1 - beta) / (3 (1 + beta))`` for ``beta`` near 1, by 43 % at
+``beta = 0``).
 """
 
 from __future__ import annotations
@@ -26,13 +34,17 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.theory import discrete, phase_space
 from sgd_dynamics.theory.moments import StationaryMoments
 
-Model = Literal["continuous", "discrete"]
+Model = Literal["discrete", "sde", "continuous", "eq19_sampled_sum"]
 _CHUNK_ELEMENTS = 1 << 19
-MODELS: tuple[str, ...] = ("continuous", "discrete")
+# Models of the stationary law and of the dynamics ("continuous" is an alias of "sde")
+MODELS: tuple[str, ...] = ("discrete", "sde", "continuous")
+# ... and for the displacement alone, eq. 19's sampled lag sum as well
+DISPLACEMENT_MODELS: tuple[str, ...] = (*MODELS, "eq19_sampled_sum")
 
 
 def stationary_speed(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
@@ -44,9 +56,9 @@ def stationary_speed(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: 
     0.00052632
     """
     rho, s = _validated(eigenvalues, noise_variances, hyper, model)
-    if model == "continuous":
-        return phase_space.stationary_speed(s, hyper)
-    return discrete.stationary_speed(rho, s, hyper)
+    if model == "discrete":
+        return discrete.stationary_speed(rho, s, hyper)
+    return phase_space.stationary_speed(s, hyper)
 
 
 def stationary_speed_from_trace(trace_sigma: float, hyper: Hyperparams) -> float:
@@ -58,10 +70,24 @@ def stationary_speed_from_trace(trace_sigma: float, hyper: Hyperparams) -> float
 
 def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,
                         steps: ArrayLike, model: Model = "discrete") -> NDArray[np.float64]:
-    """Stationary ``E||theta_{k+t} - theta_k||^2`` for each ``t`` in ``steps``; at ``t = 1`` the speed."""
-    rho, s = _validated(eigenvalues, noise_variances, hyper, model)
+    """Stationary ``E||theta_{k+t} - theta_k||^2`` for each ``t`` in ``steps`` (integers >= 1).
+
+    ``model``: ``"discrete"`` (exact; at ``t = 1`` the speed), ``"sde"`` or its alias ``"continuous"`` (the
+    SDE's own displacement, ERRATA 002.6), or ``"eq19_sampled_sum"`` (002 eq. 19 summed over integer lags).
+
+    >>> hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=1)
+    >>> sde, eq19 = (global_displacement([2.0], [1.0], hp, [10**5], model=m)[0]
+    ...              for m in ("sde", "eq19_sampled_sum"))
+    >>> round(float(sde / (2 * stationary_moments([2.0], [1.0], hp, model="sde").position_variance[0])), 6)
+    1.0
+    >>> bool(eq19 > 10 * sde)  # eq. 19's sampled sum keeps growing
+    True
+    """
+    rho, s = _validated(eigenvalues, noise_variances, hyper, model, DISPLACEMENT_MODELS)
     t = _validated_steps(steps)
-    per_mode = (phase_space if model == "continuous" else discrete).global_displacement_per_mode
+    per_mode = {"discrete": discrete.global_displacement_per_mode,
+                "eq19_sampled_sum": phase_space.eq19_sampled_sum_per_mode}.get(
+        model, phase_space.global_displacement_per_mode)
     # bound the (steps x modes) temporaries to a few MB whatever the spectrum size
     chunk = max(1, _CHUNK_ELEMENTS // max(rho.size, 1))
     return np.concatenate([per_mode(rho, s, hyper, t[i:i + chunk]).sum(axis=1)
@@ -120,8 +146,10 @@ def local_exponent(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hy
                    model: Model = "discrete", width: float = 2 ** 0.125) -> NDArray[np.float64]:
     """``d log E||Delta_t||^2 / d log t`` between the integer steps ``~t / width`` and ``~t * width``.
 
-    1 is ordinary diffusion, above 1 super-diffusion, below 1 sub-diffusion (002 section 8).
+    1 is ordinary diffusion, above 1 super-diffusion, below 1 sub-diffusion (002 section 8). ``model`` is one
+    of :data:`MODELS`: eq. 19's sampled sum has no exponent (it grows linearly for every mode).
     """
+    _check_model(model)
     if not width > 1:
         raise ValueError(f"width={width!r} is invalid: expected > 1")
     t = _validated_steps(steps)
@@ -136,7 +164,7 @@ def stationary_moments(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper
                        model: Model = "discrete") -> StationaryMoments:
     """Per-mode stationary ``Var x``, ``Cov(x, v)``, ``Var v`` of either model."""
     rho, s = _validated(eigenvalues, noise_variances, hyper, model)
-    return (phase_space if model == "continuous" else discrete).stationary_moments(rho, s, hyper)
+    return (discrete if model == "discrete" else phase_space).stationary_moments(rho, s, hyper)
 
 
 def mean_trajectory(eigenvalues: ArrayLike, hyper: Hyperparams, steps: ArrayLike, position0: ArrayLike,
@@ -150,24 +178,23 @@ def mean_trajectory(eigenvalues: ArrayLike, hyper: Hyperparams, steps: ArrayLike
         raise ValueError("steps must be a 1-D array of step counts >= 0 (integers for model='discrete')")
     x0 = np.broadcast_to(np.asarray(position0, dtype=np.float64), rho.shape)
     v0 = np.broadcast_to(np.asarray(velocity0, dtype=np.float64), rho.shape)
-    return (phase_space if model == "continuous" else discrete).mean_trajectory(rho, hyper, t, x0, v0)
+    return (discrete if model == "discrete" else phase_space).mean_trajectory(rho, hyper, t, x0, v0)
 
 
 def modified_loss_curvature(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams
                             ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Per-mode curvatures ``(U_x, U_v)`` of the modified loss ``Psi`` (002 eqs. 13-16)."""
-    rho, s = _validated(eigenvalues, noise_variances, hyper, "continuous")
+    rho, s = _validated(eigenvalues, noise_variances, hyper, "sde")
     return phase_space.modified_loss_curvature(rho, s, hyper)
 
 
-def _check_model(model: str) -> None:
-    if model not in MODELS:
-        raise ValueError(f"model={model!r} is invalid: expected one of {', '.join(MODELS)}")
+def _check_model(model: str, allowed: tuple[str, ...] = MODELS) -> None:
+    require(isinstance(model, str) and model in allowed, "model", model, f"one of {', '.join(allowed)}")
 
 
-def _validated(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, model: str
-               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    _check_model(model)
+def _validated(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams, model: str,
+               allowed: tuple[str, ...] = MODELS) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    _check_model(model, allowed)
     rho = hyper.check_stable(eigenvalues)
     s = np.atleast_1d(np.asarray(noise_variances, dtype=np.float64))
     if s.shape != rho.shape:

@@ -28,9 +28,12 @@ independent of the later noise). With ``u_k = (r1^k - r2^k) / (r1 - r2)`` (Cayle
     E(x_k - x_0)^2 = A_k^2 Var x_0 - 2 eta beta A_k u_k Cov(x_0, v_0) + eta^2 beta^2 u_k^2 Var v_0
                      + eta^2 (s/S) sum_{j=1}^k u_j^2.
 
-Because the noise sum does not depend on the start, the same expression with the stationary covariance ``P``
-is the stationary displacement, which gives the form used for large ``k``:
-``E(x_k - x_0)^2 = E_stat(x_{k+t} - x_t)^2 + a_k^T (C_0 - P) a_k`` with ``a_k = (-A_k, eta beta u_k)``.
+The first three terms are the drift ``a_k^T C_0 a_k = E(E[x_k | z_0] - x_0)^2`` with
+``a_k = (-A_k, eta beta u_k)`` (``[(M^k - I) C_0 (M^k - I)^T]_xx``), the last the diffusion
+``Var(x_k | z_0) = [P_k]_xx``, ``P_k = sum_{j<k} M^j W M^{jT}``. Because the diffusion does not depend on the
+start, the same expression with the stationary covariance ``P`` is the stationary displacement, which gives a
+form for large ``k``: ``[P_k]_xx = E_stat(x_{k+t} - x_t)^2 - a_k^T P a_k`` (or ``P_xx - [M^k P M^kT]_xx`` once
+``M^k`` has relaxed).
 """
 
 from __future__ import annotations
@@ -117,11 +120,31 @@ def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_var
 
     ``x_0`` and the PyTorch momentum buffer ``b_0 = -v_0`` have zero mean, variances ``x0_var``, ``b0_var``
     and covariance ``x0_b0_cov`` (per mode or scalars), and are independent of the minibatch noise. ``k = 0``
-    gives 0. Where ``h = 0`` the start position does not enter (``x0_var = inf`` is allowed there).
+    gives 0. Where ``h = 0`` the start position does not enter (``x0_var = inf`` is allowed there). The sum
+    of the two parts of :func:`displacement_parts_from_start_per_mode`.
+    """
+    drift, diffusion = displacement_parts_from_start_per_mode(eigenvalues, noise_variances, hyper, steps,
+                                                              x0_var, b0_var, x0_b0_cov)
+    return drift + diffusion
 
-    Small ``k`` (until the slowest root has decayed by ``e^-8``, within ``[64, 4096]`` steps) is summed
-    directly over ``u_j``; beyond, the stationary displacement plus ``a_k^T (C_0 - P) a_k`` is used, whose
-    terms no longer cancel much (see the module docstring).
+
+def displacement_parts_from_start_per_mode(eigenvalues: NDArray[np.float64],
+                                           noise_variances: NDArray[np.float64], hyper: Hyperparams,
+                                           steps: NDArray[np.int64], x0_var: NDArray[np.float64] | float,
+                                           b0_var: NDArray[np.float64] | float = 0.0,
+                                           x0_b0_cov: NDArray[np.float64] | float = 0.0
+                                           ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``E(x_k - x_0)^2`` per mode split into drift ``a_k^T C_0 a_k`` and diffusion ``[P_k]_xx``.
+
+    Drift: ``E_{z_0} (E[x_k | z_0] - x_0)^2``, the relaxation of the start's spread ``C_0`` (from
+    ``x0_var``, ``b0_var``, ``x0_b0_cov`` as in :func:`displacement_from_start_per_mode`). Diffusion:
+    ``Var(x_k | z_0) = [sum_{j<k} M^j W M^{jT}]_xx = eta^2 (s/S) sum_{j=1}^k u_j^2``, the same for every
+    start.
+    Shapes ``(len(steps), modes)``.
+
+    Small ``k`` (until the slowest root has decayed by ``e^-8``, within ``[64, 4096]`` steps) sums ``u_j`` and
+    ``u_j^2`` directly; beyond, the diffusion is the stationary displacement less ``a_k^T P a_k`` (see the
+    module docstring), whose terms no longer cancel much.
     """
     h = hyper.curvature(eigenvalues)
     eta, beta = hyper.lr, hyper.momentum
@@ -131,7 +154,8 @@ def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_var
                          for a in (x0_var, b0_var, -np.asarray(x0_b0_cov, dtype=np.float64)))
     roots = root_pair(eigenvalues, hyper)
     limit = _start_direct_limit(roots)
-    out = np.empty((steps.size, h.size))
+    drift = np.empty((steps.size, h.size))
+    diffusion = np.empty((steps.size, h.size))
     direct = steps[:, None] <= limit[None, :]
     with np.errstate(all="ignore"):
         for cols in _column_blocks(direct.any(axis=0)):
@@ -144,9 +168,9 @@ def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_var
             u_k = np.concatenate([zero, u])[k]
             relaxed = eta * h[cols] * np.concatenate([zero, np.cumsum(u, axis=0)])[k]
             noise = eta**2 * s[cols] / hyper.batch_size * np.concatenate([zero, np.cumsum(u**2, axis=0)])[k]
-            value = noise + _start_terms(relaxed, u_k, eta, beta, vx0[cols], cov_xv0[cols], vv0[cols])
-            block = out[np.ix_(rows, cols)]
-            out[np.ix_(rows, cols)] = np.where(direct[np.ix_(rows, cols)], value, block)
+            start = _start_terms(relaxed, u_k, eta, beta, vx0[cols], cov_xv0[cols], vv0[cols])
+            _put(drift, rows, cols, direct, start, True)
+            _put(diffusion, rows, cols, direct, noise, True)
         far_cols = np.flatnonzero((~direct).any(axis=0))
         if far_cols.size:
             rows = np.flatnonzero((~direct[:, far_cols]).any(axis=1))
@@ -157,11 +181,41 @@ def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_var
             t = k.astype(np.float64)[:, None]
             u_k = divided_power(sub, t)
             relaxed = _relaxed_fraction(sub, t)
-            value = global_displacement_per_mode(rho, s[far_cols], hyper, k) + _start_terms(
-                relaxed, u_k, eta, beta, vx0[far_cols] - stat.position_variance,
-                cov_xv0[far_cols] - stat.cross_covariance, vv0[far_cols] - stat.velocity_variance)
-            block = out[np.ix_(rows, far_cols)]
-            out[np.ix_(rows, far_cols)] = np.where(direct[np.ix_(rows, far_cols)], block, value)
+            start = _start_terms(relaxed, u_k, eta, beta, vx0[far_cols], cov_xv0[far_cols], vv0[far_cols])
+            noise = _far_diffusion(rho, s[far_cols], hyper, k, stat, relaxed, u_k)
+            _put(drift, rows, far_cols, direct, start, False)
+            _put(diffusion, rows, far_cols, direct, noise, False)
+    return drift, diffusion
+
+
+def _far_diffusion(rho: NDArray[np.float64], s: NDArray[np.float64], hyper: Hyperparams,
+                   k: NDArray[np.int64], stat: StationaryMoments, relaxed: NDArray[np.float64],
+                   u_k: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``[P_k]_xx`` past the direct range, from ``P_xx - [M^k P M^kT]_xx`` or the stationary displacement.
+
+    ``P_xx - [M^k P M^kT]_xx`` once ``M^k`` has relaxed, else ``E_stat(x_{k+t} - x_t)^2 - a_k^T P a_k``.
+    The first subtracts at most half of ``P_xx``; the second is needed where ``P_xx`` is huge and ``M^k`` is
+    still near the identity (slow modes), and it carries the lag sum's ``O(k eps)`` cancellation otherwise.
+    """
+    eta, beta = hyper.lr, hyper.momentum
+    # e_x^T M^k = (1 - A_k, eta beta u_k); A_k from the form that is stable for a root near 1
+    row = (1 - relaxed, eta * beta * u_k)
+    kept = (row[0] ** 2 * stat.position_variance + 2 * row[0] * row[1] * stat.cross_covariance
+            + row[1] ** 2 * stat.velocity_variance)
+    relaxed_enough = np.isfinite(stat.position_variance) & (kept <= 0.5 * stat.position_variance)
+    if np.all(relaxed_enough):
+        return stat.position_variance - kept
+    through_lag_sum = global_displacement_per_mode(rho, s, hyper, k) - _start_terms(
+        relaxed, u_k, eta, beta, stat.position_variance, stat.cross_covariance, stat.velocity_variance)
+    return np.where(relaxed_enough, stat.position_variance - kept, through_lag_sum)
+
+
+def _put(out: NDArray[np.float64], rows: NDArray[np.int64], cols: NDArray[np.int64],
+         direct: NDArray[np.bool_], value: NDArray[np.float64], where_direct: bool) -> NDArray[np.float64]:
+    """Write ``value`` into ``out[rows, cols]`` where ``direct`` equals ``where_direct``."""
+    block = np.ix_(rows, cols)
+    mask = direct[block] if where_direct else ~direct[block]
+    out[block] = np.where(mask, value, out[block])
     return out
 
 

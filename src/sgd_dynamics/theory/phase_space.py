@@ -17,21 +17,27 @@ with ``gamma = (1 - beta) / (eta (1 + beta))`` and ``omega^2 = 2 h / (eta (1 + b
 * Stationary current (eq. 17): ``J = (v, -omega^2 x) p_ss``, from ``Q = A B - D = [[0, -s], [s, 0]]``.
 * Instantaneous speed (eq. 18, valid for any constant ``Sigma``: ERRATA 002.3):
   ``E||delta||^2 = eta^2 tr(Sigma) / (S (1 - beta^2))``.
-* Global displacement (eq. 19 with lags ``eta |i - j|``, ERRATA 002.2):
-  ``E||Delta_t||^2 = eta^2 sum_{i,j=1}^t E[v(eta i) . v(eta j)]``, summed in closed form.
+* Global displacement of the SDE itself (ERRATA 002.6): ``E||Delta_t||^2 = 2 (P_xx - [exp(-A t) P]_xx)`` per
+  mode, which saturates at ``2 Var x`` (:mod:`sde_transient`, stable in every regime and for ``h = 0``).
+  Eq. 19 as written, with lags ``eta |i - j|`` (ERRATA 002.2), ``eta^2 sum_{i,j=1}^t E[v(eta i) . v(eta j)]``,
+  samples the SDE's velocity correlation at integer lags; that sum does not cancel the linear term and grows
+  forever (ERRATA 002.6). It is kept, summed in closed form, as :func:`eq19_sampled_sum_per_mode`.
+* Covariance from a fixed start, ``int_0^t exp(-A s) (2 D / kappa) exp(-A^T s) ds``, by doubling
+  (:func:`sde_transient.covariance_over_time`; Van Loan's block exponential lost all digits by ~30 steps).
 * Equipartition (002 G.3): ``E[h x^2 / 2] = E[m v^2 / 2] = eta s / (4 S (1 - beta))`` per mode.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import NDArray
 
 from sgd_dynamics.hyper import Hyperparams
+from sgd_dynamics.theory import sde_transient
 from sgd_dynamics.theory.lag_sums import RootPair, _log_sinhc, complex_expm1, displacement_lag_sum
 from sgd_dynamics.theory.moments import StationaryMoments
 from sgd_dynamics.theory.ou import OrnsteinUhlenbeck
+from sgd_dynamics.theory.sde_transient import propagator_coefficients, step_rates
 
 
 def drift_matrix(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> NDArray[np.float64]:
@@ -104,16 +110,30 @@ def velocity_autocorrelation(eigenvalues: NDArray[np.float64], hyper: Hyperparam
     ``exp(-gamma tau) (cosh(Omega tau) - gamma sinh(Omega tau) / Omega)``, ``Omega^2 = gamma^2 - omega^2``.
     Shape ``(len(lag_steps), modes)``.
     """
-    g, w2 = _step_rates(eigenvalues, hyper)
+    g, w2 = step_rates(eigenvalues, hyper)
     lag = np.asarray(lag_steps, dtype=np.float64)[:, None]
-    e1, e2 = _propagator_coefficients(g, w2, lag)
+    e1, e2 = propagator_coefficients(g, w2, lag)
     return e1 - g * e2
 
 
 def global_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                                  hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
-    """``eta^2 sum_{i,j=1}^t E[v(eta i) v(eta j)]`` per mode; shape ``(len(steps), modes)``."""
-    g, w2 = _step_rates(eigenvalues, hyper)
+    """The SDE's exact stationary ``E(x(t + eta k) - x(t))^2 = 2 (P_xx - [exp(-A eta k) P]_xx)`` per mode.
+
+    ERRATA 002.6; shape ``(len(steps), modes)``; see :func:`sde_transient.sde_displacement_per_mode`.
+    """
+    return sde_transient.sde_displacement_per_mode(eigenvalues, noise_variances, hyper, steps)
+
+
+def eq19_sampled_sum_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+                                 hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
+    """002 eq. 19 as a sampled lag sum: ``eta^2 sum_{i,j=1}^t E[v(eta i) v(eta j)]`` per mode.
+
+    Shape ``(len(steps), modes)``. The SDE's velocity correlation sampled at integer lags does not sum to
+    zero, so this grows linearly forever even for a confined mode (ERRATA 002.6); it is kept, labelled, for
+    comparison with the paper. The SDE's own displacement is :func:`global_displacement_per_mode`.
+    """
+    g, w2 = step_rates(eigenvalues, hyper)
     c0 = np.asarray(noise_variances, dtype=np.float64) / hyper.inverse_temperature
     c1 = c0 * velocity_autocorrelation(eigenvalues, hyper, np.array([1.0]))[0]
     # c1 - r2 c0 = -c0 e^{-g} sinhc(a) (g - a) for real roots, with g - a = w2 / (g + a)
@@ -129,10 +149,10 @@ def mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps:
 
     ``exp(-A t) = exp(-gamma t) [cosh(Omega t) I - sinh(Omega t) / Omega (A - gamma I)]``.
     """
-    g, w2 = _step_rates(eigenvalues, hyper)
+    g, w2 = step_rates(eigenvalues, hyper)
     k = np.asarray(steps, dtype=np.float64)[:, None]
     x0, v0 = np.broadcast_arrays(np.asarray(position0, float), np.asarray(velocity0, float))
-    e1, e2 = _propagator_coefficients(g, w2, k)
+    e1, e2 = propagator_coefficients(g, w2, k)
     eta = hyper.lr
     x = e1 * x0 + e2 * (g * x0 + eta * v0)
     v = e1 * v0 - e2 * (w2 * x0 / eta + g * v0)
@@ -143,26 +163,10 @@ def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDAr
                          hyper: Hyperparams, steps: NDArray[np.float64]) -> NDArray[np.float64]:
     """``Cov(x, v)`` at ``t = eta k`` from a deterministic start; shape ``(len(steps), modes, 2, 2)``.
 
-    Computed as ``int_0^t exp(-A s) (2 D / kappa) exp(-A^T s) ds`` with Van Loan's block exponential,
-    which stays exact for ``h = 0`` where the stationary law does not exist.
+    ``int_0^t exp(-A s) (2 D / kappa) exp(-A^T s) ds``, stable at every ``t`` and exact for ``h = 0``
+    (see :func:`sde_transient.covariance_over_time`).
     """
-    a = drift_matrix(eigenvalues, hyper)
-    qn = 2 * diffusion_matrix(noise_variances, hyper) / hyper.inverse_temperature
-    modes = a.shape[0]
-    block = np.zeros((modes, 4, 4))
-    # Van Loan: expm([[-F, Q], [0, F^T]] t) with F = -A gives Phi = e^{F t} (lower right, transposed)
-    # and Cov = Phi @ (upper right).
-    block[:, :2, :2] = a
-    block[:, :2, 2:] = qn
-    block[:, 2:, 2:] = -np.swapaxes(a, -1, -2)
-    times = hyper.lr * np.asarray(steps, dtype=np.float64)
-    out = np.empty((times.size, modes, 2, 2))
-    for i, t in enumerate(times):
-        e = scipy.linalg.expm(block * t)
-        phi = np.swapaxes(e[:, 2:, 2:], -1, -2)
-        cov = phi @ e[:, :2, 2:]
-        out[i] = (cov + np.swapaxes(cov, -1, -2)) / 2
-    return out
+    return sde_transient.covariance_over_time(eigenvalues, noise_variances, hyper, steps)
 
 
 def modified_loss_curvature(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
@@ -218,7 +222,7 @@ def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
 
     See :class:`lag_sums.RootPair`.
     """
-    g, w2 = _step_rates(eigenvalues, hyper)
+    g, w2 = step_rates(eigenvalues, hyper)
     w = np.sqrt(w2)
     overdamped = w <= g
     a_over = np.sqrt(np.maximum((g - w) * (g + w), 0.0))
@@ -236,38 +240,3 @@ def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
     e1 = np.where(overdamped, e1_over + 0j, e1_under)
     e2 = np.where(overdamped, e2_over + 0j, np.conj(e1_under))
     return RootPair(det=np.exp(-2 * g), sgn=sgn, a=a, overdamped=overdamped, e1=e1, e2=e2)
-
-
-def _step_rates(eigenvalues: NDArray[np.float64],
-                hyper: Hyperparams) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per-step damping ``g = gamma eta = (1 - beta)/(1 + beta)`` and ``w2 = omega^2 eta^2``.
-
-    ``w2 = 2 eta h/(1 + beta)``.
-    """
-    h = hyper.curvature(eigenvalues)
-    beta = hyper.momentum
-    g = np.full_like(h, (1 - beta) / (1 + beta))
-    return g, 2 * hyper.lr * h / (1 + beta)
-
-
-def _propagator_coefficients(g: NDArray[np.float64], w2: NDArray[np.float64], k: NDArray[np.float64]
-                             ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``E1 = e^{-g k} cosh(a k)`` and ``E2 = e^{-g k} sinh(a k) / a`` (per-step units), all regimes.
-
-    ``a^2 = g^2 - w2``; for ``a`` imaginary these are ``cos`` and ``sin / theta``; at ``a = 0``,
-    ``E2 = k e^{-g k}``.
-    """
-    w = np.sqrt(w2)
-    a2 = (g - w) * (g + w)
-    over = a2 >= 0
-    a = np.sqrt(np.abs(a2))
-    slow = w2 / (g + a)  # g - a without cancellation (overdamped)
-    with np.errstate(over="ignore", invalid="ignore"):
-        e1_over = 0.5 * (np.exp(-slow * k) + np.exp(-(g + a) * k))
-        # small a k: k e^{-gk} sinhc(ak), exact at a = 0; otherwise the two exponentials (no overflow)
-        safe_a = np.where(a > 0, a, 1.0)
-        e2_over = np.where(a * k < 1, k * np.exp(-g * k + _log_sinhc(a * k)),
-                           (np.exp(-slow * k) - np.exp(-(g + a) * k)) / (2 * safe_a))
-        e1_under = np.exp(-g * k) * np.cos(a * k)
-        e2_under = k * np.exp(-g * k) * np.sinc(a * k / np.pi)
-    return np.where(over, e1_over, e1_under), np.where(over, e2_over, e2_under)
