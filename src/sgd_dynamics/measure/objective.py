@@ -155,9 +155,9 @@ class Objective:
         parts, rebuild = _replaceable(batch, lambda t: True)
         dims = sorted({t.shape[0] if t.ndim else -1 for t in parts})
         require(dims == [n], "batches", f"a batch with tensors of leading dimensions {dims} and {n} examples",
-                "per-example gradients need every tensor of a batch to have the examples as its leading "
-                "dimension (use (inputs, targets) batches, or a closure over batches whose tensors share "
-                "one leading dimension)")
+                "the examples along the leading dimension of every tensor of a batch, as per-example "
+                "gradients need (use (inputs, targets) batches, or a closure over batches whose tensors "
+                "share one leading dimension)")
         return parts, rebuild, n
 
 
