@@ -236,8 +236,9 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     require(which in ("LA", "SA", "BE", "LM"), "which", which, _WHICH)
     rng = np.random.default_rng(seed)
     if method == "lanczos":
+        arpack_which = "LA" if which == "BE" and k == 1 else which   # ARPACK refuses BE for one pair
         try:
-            vals, vecs = spla.eigsh(operator, k=k, which=which, tol=tol, v0=rng.standard_normal(m),
+            vals, vecs = spla.eigsh(operator, k=k, which=arpack_which, tol=tol, v0=rng.standard_normal(m),
                                     maxiter=maxiter, ncv=ncv)
         except spla.ArpackNoConvergence as err:
             raise RuntimeError(f"ARPACK did not converge to tol={tol} ({len(err.eigenvalues)} of {k} pairs): "
