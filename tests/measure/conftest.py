@@ -110,3 +110,37 @@ def single_thread():
     """These models are tiny: intra-op threads only add contention on a shared machine. Restored after."""
     with _one_thread():
         yield
+
+
+def autograd_hessian(model: nn.Module, mean_loss, parameters=None) -> np.ndarray:
+    """Dense ``torch.autograd.functional.hessian`` (reverse-over-reverse) of ``mean_loss(params_dict)``.
+
+    ``params_dict`` maps the names of ``model.named_parameters()`` to tensors; the Hessian is over the flat
+    vector of ``parameters`` (default: the trainable ones), in that order. Eval mode, restored after.
+    ``torch.func.hessian`` is not used as a reference: it is wrong for ``nn.LayerNorm`` in torch 2.13.
+    """
+    named = dict(model.named_parameters())
+    if parameters is None:
+        parameters = [p for p in named.values() if p.requires_grad]
+    by_id = {id(p): n for n, p in named.items()}
+    names = [by_id[id(p)] for p in parameters]
+    shapes, sizes = [p.shape for p in parameters], [p.numel() for p in parameters]
+    modes = [m.training for m in model.modules()]
+    model.eval()
+
+    def of_theta(theta: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(theta, sizes)
+        return mean_loss({n: t.reshape(s) for n, t, s in zip(names, parts, shapes, strict=True)})
+
+    theta = torch.cat([p.detach().reshape(-1) for p in parameters])
+    try:
+        return torch.autograd.functional.hessian(of_theta, theta).numpy()
+    finally:
+        for m, mode in zip(model.modules(), modes, strict=True):
+            m.training = mode
+
+
+@pytest.fixture(scope="session")
+def reference_hessian():
+    """:func:`autograd_hessian`, for test modules (which cannot import this conftest)."""
+    return autograd_hessian

@@ -1,9 +1,12 @@
 """Measurements on real PyTorch networks (issue 4).
 
-Trajectory tracking during SGD training, Hessian-vector products with top-k eigenpairs and the trace,
+Trajectory tracking during SGD training, Hessian-vector products with extreme eigenpairs and the trace,
 per-example gradient-noise statistics,
 fits of measured curves (power laws, decays, spectra, hinges) and 2-D loss-surface slices. Every quantity uses
-the flat parameter order of ``torch.nn.utils.parameters_to_vector(model.parameters())``.
+the flat parameter order of ``torch.nn.utils.parameters_to_vector(...)`` of its parameter group: by default
+the trainable parameters (all of ``model.parameters()`` when none is frozen), or the group given as
+``parameters=`` (see :mod:`~sgd_dynamics.measure.flat_params`). Losses are ``loss_fn(outputs, targets)`` or
+closures ``closure_loss(fn)`` for ``fn(model, batch)`` (see :mod:`~sgd_dynamics.measure.objective`).
 """
 
 from sgd_dynamics.measure.fits import (
@@ -18,7 +21,7 @@ from sgd_dynamics.measure.fits import (
     local_slope,
     oscillation_spectrum,
 )
-from sgd_dynamics.measure.flat_params import ParameterLayout
+from sgd_dynamics.measure.flat_params import ParameterLayout, selected_parameters
 from sgd_dynamics.measure.gradient_noise import (
     GradientNoise,
     NoiseCurvatureFit,
@@ -44,6 +47,7 @@ from sgd_dynamics.measure.noise_geometry import (
     stationary_variances,
     truncated_alignment,
 )
+from sgd_dynamics.measure.objective import ClosureLoss, closure_loss
 from sgd_dynamics.measure.tracker import LinearSchedule, LogSchedule, TrajectoryTracker
 
 __all__ = [
@@ -86,6 +90,10 @@ __all__ = [
     # loss landscape
     "LossSurface",
     "loss_surface",
+    # losses and parameter groups
+    "ClosureLoss",
+    "closure_loss",
+    "selected_parameters",
     # plumbing
     "ParameterLayout",
 ]

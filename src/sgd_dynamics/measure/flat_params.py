@@ -5,6 +5,19 @@ the order of ``torch.nn.utils.parameters_to_vector(model.parameters())`` (002 se
 the concatenation of all weights). :class:`ParameterLayout` converts between that vector and the
 named tensors ``torch.func.functional_call`` expects, as views (no copies).
 
+Parameter groups: a measurement differentiates a *group* of parameters (:func:`selected_parameters`),
+and its vectors live in the flat space of that group, ``parameters_to_vector(group)``. The group is
+
+- ``None`` (the default): the trainable parameters (``requires_grad=True``) in ``model.parameters()``
+  order — the parameters SGD moves; for a model without frozen parameters that is all of them;
+- a callable ``name -> bool``: the trainable parameters whose name (as in ``model.named_parameters()``)
+  it accepts, in model order (per-layer operators: ``lambda name: name.startswith("2.")``);
+- an iterable of parameter tensors of the model: exactly those, in the order given (frozen ones too).
+
+Shared (tied) parameters appear once, under their first name, as in ``model.parameters()``.
+:meth:`ParameterLayout.embed` writes group vectors into the flat space of all parameters (zeros
+elsewhere), e.g. to hand per-layer eigenvectors to the trajectory tracker.
+
 Data sets are passed as *re-iterable* collections of ``(inputs, targets)`` batches, because a
 Hessian-vector product or a gradient-noise estimate sweeps the whole data set many times:
 
@@ -25,11 +38,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
+
+from sgd_dynamics._validation import require
 
 Batch = tuple[Any, Tensor]
 BatchSource = Iterable[Batch] | Callable[[], Iterator[Batch]] | tuple[Tensor, Tensor]
+ParameterSelection = Iterable[Tensor] | Callable[[str], bool] | None
 
 
 @dataclass(frozen=True)
@@ -50,10 +68,20 @@ class ParameterLayout:
 
     @classmethod
     def from_module(cls, model: nn.Module) -> ParameterLayout:
-        """Layout of ``model.named_parameters()`` (the order of ``model.parameters()``)."""
+        """Layout of all of ``model.named_parameters()`` (the order of ``model.parameters()``)."""
         named = list(model.named_parameters())
         if not named:
             raise ValueError(f"model={type(model).__name__} has no parameters: expected at least one")
+        return cls.from_named(named)
+
+    @classmethod
+    def from_group(cls, model: nn.Module, parameters: ParameterSelection = None) -> ParameterLayout:
+        """Layout of a parameter group (see :func:`selected_parameters`; default: the trainable ones)."""
+        return cls.from_named(selected_parameters(model, parameters))
+
+    @classmethod
+    def from_named(cls, named: list[tuple[str, Tensor]]) -> ParameterLayout:
+        """Layout of ``(name, tensor)`` pairs in the order given; one dtype on one device."""
         dtypes = {p.dtype for _, p in named}
         devices = {p.device for _, p in named}
         if len(dtypes) != 1 or len(devices) != 1:
@@ -87,6 +115,66 @@ class ParameterLayout:
         lead = parts[0].shape[:batch_dims]
         return torch.cat([p.reshape(*lead, -1) for p in parts], dim=batch_dims)
 
+    def offsets(self) -> dict[str, slice]:
+        """The slice of every named tensor in the flat vector."""
+        out, offset = {}, 0
+        for name, n in zip(self.names, self.numels, strict=True):
+            out[name] = slice(offset, offset + n)
+            offset += n
+        return out
+
+    def embed(self, vectors: Tensor | np.ndarray, into: ParameterLayout) -> np.ndarray:
+        """A group vector ``(m_group,)`` or columns ``(m_group, k)`` in the flat space ``into``, 0 elsewhere.
+
+        >>> model = nn.Sequential(nn.Linear(2, 1), nn.Linear(1, 1))
+        >>> group = ParameterLayout.from_group(model, lambda name: name.startswith("1."))
+        >>> group.embed(np.array([5.0, 6.0]), ParameterLayout.from_module(model)).tolist()
+        [0.0, 0.0, 0.0, 5.0, 6.0]
+        """
+        v = np.asarray(vectors.detach().cpu() if isinstance(vectors, Tensor) else vectors, dtype=np.float64)
+        require(v.ndim in (1, 2) and v.shape[0] == self.dim, "vectors.shape", v.shape,
+                f"({self.dim},) or ({self.dim}, k), the size of the parameter group")
+        missing = [n for n in self.names if n not in into.names]
+        require(not missing, "into", f"a layout without {missing}",
+                "a layout containing every parameter of the group")
+        out = np.zeros((into.dim, *v.shape[1:]))
+        src, dst = self.offsets(), into.offsets()
+        for name in self.names:
+            out[dst[name]] = v[src[name]]
+        return out
+
+
+def selected_parameters(model: nn.Module, parameters: ParameterSelection = None,
+                        name: str = "parameters") -> list[tuple[str, Tensor]]:
+    """The ``(name, parameter)`` pairs of a group, in its flat order (see the module docstring)."""
+    named = list(model.named_parameters())
+    require(bool(named), "model", type(model).__name__, "a module with parameters")
+    if parameters is None:
+        group = [(n, p) for n, p in named if p.requires_grad]
+        require(bool(group), name, None, "a group of parameters: the model has no trainable parameters "
+                "(requires_grad=True), so pass the ones to differentiate explicitly")
+        return group
+    if callable(parameters) and not isinstance(parameters, (Tensor, nn.Module)):
+        group = [(n, p) for n, p in named if p.requires_grad and parameters(n)]
+        require(bool(group), name, getattr(parameters, "__name__", parameters),
+                "a name filter accepting at least one trainable parameter of "
+                f"{[n for n, _ in named][:8]}")
+        return group
+    require(not isinstance(parameters, (str, bytes, Tensor, nn.Module)) and hasattr(parameters, "__iter__"),
+            name, type(parameters).__name__,
+            "None, a callable name -> bool, or a list of the model's parameters")
+    by_id = {id(p): n for n, p in named}
+    group, seen = [], set()
+    for p in parameters:
+        require(isinstance(p, Tensor) and id(p) in by_id, name,
+                f"[... {type(p).__name__} of shape {tuple(getattr(p, 'shape', ()))} ...]",
+                "parameters of the model (model.parameters() entries)")
+        require(id(p) not in seen, name, f"[... {by_id[id(p)]} twice ...]", "each parameter at most once")
+        seen.add(id(p))
+        group.append((by_id[id(p)], p))
+    require(bool(group), name, [], "a non-empty list of the model's parameters")
+    return group
+
 
 def detached_parameters(model: nn.Module) -> dict[str, Tensor]:
     """The model's parameters as detached tensors (shared storage), for ``functional_call``."""
@@ -116,6 +204,9 @@ def reiterable(batches: BatchSource, name: str = "batches") -> Callable[[], Iter
     if isinstance(batches, tuple) and len(batches) == 2 and all(isinstance(b, Tensor) for b in batches):
         single = [batches]
         return lambda: iter(single)
+    # Iterating a tensor yields its rows: each would silently be taken for a batch.
+    require(not isinstance(batches, Tensor), name, f"Tensor of shape {tuple(getattr(batches, 'shape', ()))}",
+            "a collection of batches: wrap a single batch in a list, [batch]")
     if callable(batches) and not hasattr(batches, "__iter__"):
         return batches
     if not hasattr(batches, "__iter__"):
@@ -129,10 +220,8 @@ def reiterable(batches: BatchSource, name: str = "batches") -> Callable[[], Iter
 
 
 def to_device(inputs: Any, device: torch.device) -> Any:
-    """Move a tensor or a tuple/list of tensors to ``device`` (no-op when already there)."""
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_device(x, device) for x in inputs)
-    return inputs.to(device, non_blocking=True) if isinstance(inputs, Tensor) else inputs
+    """Move every tensor of a tensor, tuple, list or dict of tensors to ``device`` (no-op when there)."""
+    return tree_map(lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t, inputs)
 
 
 def split_batch(batch: Batch, name: str = "batches") -> tuple[Any, Tensor, int]:

@@ -14,8 +14,14 @@ paper's noise model.
 Per-example gradients come from ``torch.func.vmap(torch.func.grad(...))`` over chunks of
 ``chunk_size`` examples, so memory is bounded by one ``(chunk_size, m)`` block; chunk statistics are
 merged with the pairwise update of Chan, Golub & LeVeque (1979), which avoids the cancellation of
-``mean ||g_n||^2 - ||g||^2``. They are taken in eval mode: a BatchNorm layer uses its running statistics
-(a per-example gradient through batch statistics is not defined), dropout is off.
+``mean ||g_n||^2 - ||g||^2``. Where ``torch.func`` cannot transform the loss (a closure that calls
+``torch.autograd.grad``, a module vmap cannot batch) they fall back, with a warning, to one
+``torch.autograd.grad`` call per example (exact, slower). They are taken in eval mode: a BatchNorm layer
+uses its running statistics (a per-example gradient through batch statistics is not defined), dropout is
+off. The loss of example ``n`` is the loss of a batch holding that example alone; for a closure loss
+(:func:`~sgd_dynamics.measure.objective.closure_loss`) that needs batches whose tensors share a leading
+example dimension (a clear ``ValueError`` otherwise). Gradients are taken over a parameter group
+(``parameters=``, default the trainable parameters) in its flat order, as the Hessian's.
 
 Top eigenpairs of ``Sigma``: ``Sigma = G_c^T G_c / N`` for the centred ``(N, m)`` per-example gradient
 matrix ``G_c``, so its nonzero eigenvalues are those of the Gram matrix ``K = G_c G_c^T / N`` and
@@ -26,51 +32,89 @@ alg. 4.4) whose every product ``Sigma X`` is one chunked sweep over the data, wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.measure.flat_params import (
     BatchSource,
     ParameterLayout,
-    detached_parameters,
+    ParameterSelection,
     evaluation_mode,
-    model_output,
     reiterable,
-    split_batch,
-    to_device,
+    selected_parameters,
 )
-from sgd_dynamics.measure.hessian import LossFn
+from sgd_dynamics.measure.objective import Loss, Objective
 
 
-def per_example_gradients(model: nn.Module, loss_fn: LossFn, batches: BatchSource, *,
-                          chunk_size: int = 64) -> Iterator[Tensor]:
+def per_example_gradients(model: nn.Module, loss_fn: Loss, batches: BatchSource, *,
+                          chunk_size: int = 64, parameters: ParameterSelection = None) -> Iterator[Tensor]:
     """Flat per-example gradients in blocks of shape ``(c, m)``, ``c <= chunk_size`` (eval mode).
 
-    The loss of example ``n`` is ``loss_fn(model(x_n[None]), y_n[None])``: a mean loss over a batch of one.
+    The loss of example ``n`` is that of a batch of one: ``loss_fn(model(x_n[None]), y_n[None])``, or
+    ``fn(model, batch[n:n+1])`` for a closure loss. Columns follow the flat order of the parameter group.
     """
-    if not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise ValueError(f"chunk_size={chunk_size!r} is invalid: expected an integer >= 1")
-    layout = ParameterLayout.from_module(model)
-    params = detached_parameters(model)
-
-    def example_loss(p: dict[str, Tensor], x, y: Tensor) -> Tensor:
-        xb = torch.utils._pytree.tree_map(lambda t: t.unsqueeze(0), x)
-        return loss_fn(model_output(model, p, xb), y.unsqueeze(0))
-
-    per_example = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0))
+    require(isinstance(chunk_size, int) and chunk_size >= 1, "chunk_size", chunk_size, "an integer >= 1")
+    objective = Objective(model, loss_fn)
+    group = selected_parameters(model, parameters)
+    layout = ParameterLayout.from_named(group)
+    params = {n: p.detach() for n, p in group}
+    constants = {n: p.detach() for n, p in model.named_parameters() if n not in params}
+    vectorized = True
     with evaluation_mode(model):
-        for batch in reiterable(batches)():
-            inputs, targets, n = split_batch(batch)
-            inputs, targets = to_device(inputs, layout.device), targets.to(layout.device)
+        for raw in reiterable(batches)():
+            batch, _ = objective.prepare(raw, layout.device)
+            parts, rebuild, n = objective.examples(batch)
             for start in range(0, n, chunk_size):
-                x = torch.utils._pytree.tree_map(lambda t, s=start: t[s:s + chunk_size], inputs)
-                yield layout.flatten(per_example(params, x, targets[start:start + chunk_size]), batch_dims=1)
+                chunk = [t[start:start + chunk_size] for t in parts]
+                block = None
+                if vectorized:
+                    try:
+                        block = _vmapped_gradients(objective, params, constants, layout, chunk, rebuild)
+                    except (RuntimeError, NotImplementedError) as error:   # what torch.func raises
+                        vectorized = False
+                        first = (str(error).splitlines() or [""])[0][:160]
+                        warnings.warn(f"torch.func.vmap(grad) failed on {type(model).__name__} "
+                                      f"({type(error).__name__}: {first}); computing per-example "
+                                      "gradients one example at a time with torch.autograd.grad",
+                                      stacklevel=2)
+                if block is None:
+                    block = _looped_gradients(objective, params, constants, layout, chunk, rebuild)
+                yield block
+
+
+def _vmapped_gradients(objective: Objective, params: dict[str, Tensor], constants: dict[str, Tensor],
+                       layout: ParameterLayout, chunk: list[Tensor],
+                       rebuild: Callable[[list[Tensor]], Any]) -> Tensor:
+    def example_loss(p: dict[str, Tensor], example: list[Tensor]) -> Tensor:
+        return objective.loss({**constants, **p}, rebuild([t.unsqueeze(0) for t in example]))
+
+    grads = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0))(params, chunk)
+    return layout.flatten(grads, batch_dims=1)
+
+
+def _looped_gradients(objective: Objective, params: dict[str, Tensor], constants: dict[str, Tensor],
+                      layout: ParameterLayout, chunk: list[Tensor],
+                      rebuild: Callable[[list[Tensor]], Any]) -> Tensor:
+    leaves = [params[name].detach().requires_grad_(True) for name in layout.names]
+    named = {**constants, **dict(zip(layout.names, leaves, strict=True))}
+    rows = torch.zeros(chunk[0].shape[0], layout.dim, dtype=layout.dtype, device=layout.device)
+    with torch.enable_grad():
+        for i in range(rows.shape[0]):
+            loss = objective.loss(named, rebuild([t[i:i + 1] for t in chunk]))
+            if not loss.requires_grad:        # constant in the group: zero gradient
+                continue
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+            rows[i] = layout.flatten({name: torch.zeros_like(leaf) if g is None else g
+                                      for name, leaf, g in zip(layout.names, leaves, grads, strict=True)})
+    return rows
 
 
 @dataclass(frozen=True)
@@ -100,18 +144,21 @@ def _directions_matrix(directions: ArrayLike | Tensor | None, layout: ParameterL
     return d.to(dtype=layout.dtype, device=layout.device)
 
 
-def gradient_noise(model: nn.Module, loss_fn: LossFn, batches: BatchSource,
-                   directions: ArrayLike | Tensor | None = None, *, chunk_size: int = 64) -> GradientNoise:
+def gradient_noise(model: nn.Module, loss_fn: Loss, batches: BatchSource,
+                   directions: ArrayLike | Tensor | None = None, *, chunk_size: int = 64,
+                   parameters: ParameterSelection = None) -> GradientNoise:
     """``tr Sigma``, ``s_i = q_i^T Sigma q_i`` for the columns ``q_i`` of ``directions`` (m, k), and ``g``.
 
     One sweep over the examples of ``batches``; memory one ``(chunk_size, m)`` block of gradients.
+    ``Sigma`` is over the parameter group ``parameters`` (default: the trainable parameters), the space
+    of ``directions``.
     """
-    layout = ParameterLayout.from_module(model)
+    layout = ParameterLayout.from_group(model, parameters)
     q = _directions_matrix(directions, layout)
     count, mean = 0, torch.zeros(layout.dim, dtype=torch.float64, device=layout.device)
     m2, proj_mean = 0.0, torch.zeros(q.shape[1], dtype=torch.float64, device=layout.device)
     proj_m2 = torch.zeros_like(proj_mean)
-    for block in per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size):
+    for block in per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size, parameters=parameters):
         c = block.shape[0]
         block_mean = block.mean(0)
         block_m2 = float((block - block_mean).square().sum())
@@ -183,27 +230,30 @@ class NoiseEigenpairs:
     num_examples: int
 
 
-def noise_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: BatchSource, k: int = 10, *,
+def noise_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k: int = 10, *,
                      method: Literal["auto", "gram", "randomized"] = "auto", chunk_size: int = 64,
                      max_gram_numbers: int = 2**26, oversampling: int = 10, power_iterations: int = 3,
-                     seed: int = 0) -> NoiseEigenpairs:
+                     seed: int = 0, parameters: ParameterSelection = None) -> NoiseEigenpairs:
     """Top-``k`` eigenpairs of the per-example gradient covariance ``Sigma``.
 
     ``"gram"``: exact, from the ``N x N`` Gram matrix of centred per-example gradients (keeps ``N m``
     numbers). ``"randomized"``: ``power_iterations + 2`` sweeps over the data with a block of
     ``k + oversampling`` vectors, then Rayleigh-Ritz; accurate when the spectrum decays.
-    ``"auto"``: ``"gram"`` when ``N m <= max_gram_numbers``, else ``"randomized"``.
+    ``"auto"``: ``"gram"`` when ``N m <= max_gram_numbers``, else ``"randomized"``. Eigenvectors are in
+    the flat order of the parameter group ``parameters`` (default: the trainable parameters).
     """
     if not (isinstance(k, (int, np.integer)) and k >= 1):
         raise ValueError(f"k={k!r} is invalid: expected an integer >= 1")
     if method not in ("auto", "gram", "randomized"):
         raise ValueError(f"method={method!r} is invalid: expected 'auto', 'gram' or 'randomized'")
-    layout = ParameterLayout.from_module(model)
+    layout = ParameterLayout.from_group(model, parameters)
     if method == "auto":
-        n = sum(split_batch(b)[2] for b in reiterable(batches)())
+        objective = Objective(model, loss_fn)
+        n = sum(objective.count(b) for b in reiterable(batches)())
         method = "gram" if n * layout.dim <= max_gram_numbers else "randomized"
     if method == "gram":
-        g = torch.cat(list(per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size))).double()
+        g = torch.cat(list(per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size,
+                                                 parameters=parameters))).double()
         n = g.shape[0]
         if k > n - 1:
             raise ValueError(f"k={k} is invalid: Sigma from N={n} examples has rank <= N - 1 = {n - 1}")
@@ -216,20 +266,20 @@ def noise_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: BatchSource, k:
     x = torch.as_tensor(rng.standard_normal((layout.dim, k + oversampling)), dtype=torch.float64,
                         device=layout.device)
     for _ in range(power_iterations + 1):
-        x, _ = torch.linalg.qr(_covariance_product(model, loss_fn, batches, x, chunk_size)[0])
-    y, n = _covariance_product(model, loss_fn, batches, x, chunk_size)
+        x, _ = torch.linalg.qr(_covariance_product(model, loss_fn, batches, x, chunk_size, parameters)[0])
+    y, n = _covariance_product(model, loss_fn, batches, x, chunk_size, parameters)
     lam, s = torch.linalg.eigh(x.T @ y)
     lam, s = lam.flip(0)[:k], s.flip(1)[:, :k]
     return NoiseEigenpairs(lam.cpu().numpy(), (x @ s).cpu().numpy(), "randomized", n)
 
 
-def _covariance_product(model: nn.Module, loss_fn: LossFn, batches: BatchSource, x: Tensor,
-                        chunk_size: int) -> tuple[Tensor, int]:
+def _covariance_product(model: nn.Module, loss_fn: Loss, batches: BatchSource, x: Tensor,
+                        chunk_size: int, parameters: ParameterSelection) -> tuple[Tensor, int]:
     """``Sigma X = (1/N) G^T (G X) - g (g^T X)`` in one sweep (float64 accumulation)."""
     acc = torch.zeros_like(x)
     grad_sum = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     count = 0
-    for block in per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size):
+    for block in per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size, parameters=parameters):
         block = block.double()
         acc += block.T @ (block @ x)
         grad_sum += block.sum(0)

@@ -1,30 +1,42 @@
-"""Hessian of the training loss: Hessian-vector products, top-k eigenpairs and the trace.
+"""Hessian of the training loss: Hessian-vector products, extreme eigenpairs and the trace.
 
 The Hessian ``H = nabla^2 L(theta)`` of the mean loss over a whole data set (002 section 2 and appendix
-I.1: the ``rho_i, q_i`` of eqs. 9-19 are its eigenpairs) is never formed. Products ``H V`` are
-forward-over-reverse derivatives, ``jvp(grad(L))`` with ``torch.func``, a block of vectors at once
-through ``vmap`` (the primal forward and backward pass is shared by the block). The loss over several
-batches is weighted by batch size, ``L = sum_b n_b L_b / N``, so that it is the mean over all examples
-whatever the batching. HVPs run in eval mode (BatchNorm running statistics, no dropout) so the
-operator is deterministic and symmetric; every module's mode is restored afterwards.
+I.1: the ``rho_i, q_i`` of eqs. 9-19 are its eigenpairs) is never formed. Products ``H V`` are exact
+Hessian-vector products of each batch (:mod:`~sgd_dynamics.measure.hvp`): forward-over-reverse
+``jvp(grad(L))`` with ``torch.func`` (a block of vectors at once through ``vmap``), or reverse-over-reverse
+double backward where forward-mode AD is unavailable (``hvp="auto"``, the default, tries the first and
+falls back to the second with a warning; the choice is reported). The loss over several batches is
+weighted by batch size, ``L = sum_b n_b L_b / N``, so that it is the mean over all examples whatever the
+batching. The loss is ``loss_fn(outputs, targets)`` or a closure ``fn(model, batch)``
+(:mod:`~sgd_dynamics.measure.objective`). HVPs run in eval mode (BatchNorm running statistics, no
+dropout) so the operator is deterministic and symmetric; every module's mode is restored afterwards.
+
+Parameter groups: ``parameters=`` restricts ``H`` to a group (default: the trainable parameters), i.e. the
+diagonal block of the full Hessian for that group; its vectors live in the flat space of the group
+(:mod:`~sgd_dynamics.measure.flat_params`), the other parameters are held at their values.
 
 Eigenpairs: restarted Lanczos (ARPACK ``eigsh``) or the block method LOBPCG (block HVPs); both report
-the residual ``||H q_i - rho_i q_i||`` of every pair, recomputed with one final block product.
-Negative eigenvalues are reported with their sign (``which="LA"``: the ``k`` algebraically largest,
-which include negative ones only when fewer than ``k`` are positive; ``which="LM"``: the ``k`` largest in
-magnitude, which exposes strong negative curvature). Trace: Hutchinson (Rademacher probes) and Hutch++
-(Meyer, Musco, Musco & Woodruff 2021, alg. 1) with a standard error from the spread of the probes.
+the residual ``||H q_i - rho_i q_i||`` of every pair, recomputed with one final block product. Which end
+of the spectrum: ``which="LA"`` the ``k`` algebraically largest (the default: the sharp directions),
+``"SA"`` the ``k`` smallest (negative curvature away from a minimum), ``"BE"`` both ends (``k - k // 2``
+largest and ``k // 2`` smallest, ARPACK's convention, as the 002 authors' code used), ``"LM"`` the ``k``
+largest in magnitude. Eigenvalues are always returned in descending order (for ``"SA"`` the smallest is
+last), with their sign. Trace: Hutchinson (Rademacher probes) and Hutch++ (Meyer, Musco, Musco &
+Woodruff 2021, alg. 1) with a standard error from the spread of the probes, or ``"exact"``
+(``sum_j e_j^T H e_j``, ``m`` products, for small models).
 
 Cost: Lanczos needs one sequential HVP per iteration and the fewest HVPs; it is the default. LOBPCG
 applies blocks (``vmap`` shares the primal pass, 1.3-1.7x cheaper per vector on CPU) but needs about
 3x more of them and ``O(m k^2)`` dense work per iteration (keep BLAS threads from oversubscribing the CPU).
 
-Precision: ``tol`` is relative to the largest eigenvalue; tolerances much below the parameter dtype's
-precision (``~1e-7`` for float32) need a float64 model.
+Precision: ``tol`` is ARPACK's relative tolerance ``||r_i|| <= tol |rho_i|`` (LOBPCG: relative to the
+largest ``|rho|``); tolerances much below the parameter dtype's precision (``~1e-7`` for float32) need a
+float64 model, and so may near-zero eigenvalues at the ``"SA"`` end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,20 +49,26 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.measure.flat_params import (
     BatchSource,
     ParameterLayout,
+    ParameterSelection,
     evaluation_mode,
-    model_output,
     reiterable,
-    split_batch,
-    to_device,
+    selected_parameters,
 )
+from sgd_dynamics.measure.hvp import forward_over_reverse, reverse_over_reverse
+from sgd_dynamics.measure.objective import Loss, LossFn, Objective
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
-Which = Literal["LA", "LM"]
+__all__ = ["HessianOperator", "HessianEigenpairs", "hessian_eigenpairs", "top_eigenpairs", "TraceEstimate",
+           "hessian_trace", "trace_estimate", "Loss", "LossFn"]
+
+Which = Literal["LA", "SA", "BE", "LM"]
 EigenMethod = Literal["lanczos", "lobpcg"]
-TraceMethod = Literal["hutchinson", "hutch++"]
+TraceMethod = Literal["hutchinson", "hutch++", "exact"]
+HvpMethod = Literal["auto", "forward-over-reverse", "reverse-over-reverse"]
+_HVP_METHODS = ("auto", "forward-over-reverse", "reverse-over-reverse")
 
 
 class HessianOperator:
@@ -61,22 +79,32 @@ class HessianOperator:
 
     Parameters
     ----------
-    model : any ``nn.Module``; its parameters define the flat order.
-    loss_fn : ``loss_fn(outputs, targets) -> mean loss over the batch``.
-    batches : re-iterable ``(inputs, targets)`` batches (see :mod:`~sgd_dynamics.measure.flat_params`).
+    model : any ``nn.Module``.
+    loss_fn : ``loss_fn(outputs, targets) -> scalar`` on ``(inputs, targets)`` batches, or
+        :func:`~sgd_dynamics.measure.objective.closure_loss` ``(fn)`` for ``fn(model, batch) -> scalar``.
+    batches : re-iterable batches (see :mod:`~sgd_dynamics.measure.flat_params`).
     block_size : at most this many vectors go through one ``vmap`` (bounds memory).
     vectorize : ``False`` computes a block one vector at a time (for modules without vmap support).
+    parameters : the group ``H`` is taken over: ``None`` (the trainable parameters), a name filter
+        ``name -> bool`` or a list of parameters; vectors are in the group's flat order.
+    hvp : ``"forward-over-reverse"``, ``"reverse-over-reverse"`` or ``"auto"`` (the first, falling back
+        to the second with a warning when it raises); ``hvp_method`` says which one is in use.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, batches: BatchSource, *, block_size: int = 16,
-                 vectorize: bool = True) -> None:
-        if not (isinstance(block_size, int) and block_size >= 1):
-            raise ValueError(f"block_size={block_size!r} is invalid: expected an integer >= 1")
+    def __init__(self, model: nn.Module, loss_fn: Loss, batches: BatchSource, *, block_size: int = 16,
+                 vectorize: bool = True, parameters: ParameterSelection = None,
+                 hvp: HvpMethod = "auto") -> None:
+        require(isinstance(block_size, int) and block_size >= 1, "block_size", block_size, "an integer >= 1")
+        require(hvp in _HVP_METHODS, "hvp", hvp, "'auto', 'forward-over-reverse' or 'reverse-over-reverse'")
         self.model, self.loss_fn = model, loss_fn
-        self.layout = ParameterLayout.from_module(model)
-        self.params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.objective = Objective(model, loss_fn)
+        group = selected_parameters(model, parameters)
+        self.layout = ParameterLayout.from_named(group)
+        self.params = {n: p.detach().clone() for n, p in group}
+        self._constants = {n: p.detach().clone() for n, p in model.named_parameters() if n not in self.params}
         self._batches = reiterable(batches)
         self.block_size, self.vectorize = block_size, vectorize
+        self.hvp_method: str | None = None if hvp == "auto" else hvp
         self.hvp_count = 0
 
     @property
@@ -87,33 +115,43 @@ class HessianOperator:
     def shape(self) -> tuple[int, int]:
         return (self.dim, self.dim)
 
-    def _loss(self, params: dict[str, Tensor], inputs, targets: Tensor) -> Tensor:
-        return self.loss_fn(model_output(self.model, params, inputs), targets)
-
-    def _batch_hvp(self, tangents: Tensor, inputs, targets: Tensor) -> Tensor:
-        """``H_b T`` for rows ``T`` of shape ``(b, m)``: the Hessian of this batch's mean loss."""
-        grad = torch.func.grad(lambda p: self._loss(p, inputs, targets))
-
-        def hvp(t: Tensor) -> Tensor:
-            _, ht = torch.func.jvp(grad, (self.params,), (self.layout.unflatten(t),))
-            return self.layout.flatten(ht)
-
-        if self.vectorize and tangents.shape[0] > 1:
-            return torch.func.vmap(hvp)(tangents)
-        return torch.stack([hvp(t) for t in tangents])
-
-    def _rows_hvp(self, rows: Tensor) -> Tensor:
+    def _sweep(self, rows: Tensor, method: str) -> Tensor:
+        """``H T^T`` rows for the rows ``T`` of shape ``(b, m)``, summed over all batches."""
         out = torch.zeros_like(rows)
         total = 0
         with evaluation_mode(self.model):
-            for batch in self._batches():
-                inputs, targets, n = split_batch(batch)
-                inputs, targets = to_device(inputs, self.layout.device), targets.to(self.layout.device)
-                out.add_(self._batch_hvp(rows, inputs, targets), alpha=float(n))
+            for raw in self._batches():
+                batch, n = self.objective.prepare(raw, self.layout.device)
+                if method == "forward-over-reverse":
+                    hv = forward_over_reverse(self.objective, self.params, self._constants, self.layout,
+                                              batch, rows, vectorize=self.vectorize)
+                else:
+                    hv = reverse_over_reverse(self.objective, self.params, self._constants, self.layout,
+                                              batch, rows)
+                out.add_(hv, alpha=float(n))
                 total += n
         if total == 0:
-            raise ValueError("batches yielded no examples: expected at least one (inputs, targets) batch")
+            raise ValueError("batches yielded no examples: expected at least one non-empty batch")
         return out.div_(total)
+
+    def _rows_hvp(self, rows: Tensor) -> Tensor:
+        if self.hvp_method is not None:
+            return self._sweep(rows, self.hvp_method)
+        try:
+            out = self._sweep(rows, "forward-over-reverse")
+        except (RuntimeError, NotImplementedError) as error:   # torch's errors for missing forward AD
+            failure = error
+        else:
+            self.hvp_method = "forward-over-reverse"
+            return out
+        warnings.warn(
+            f"forward-over-reverse Hessian-vector products failed on {type(self.model).__name__} "
+            f"({type(failure).__name__}: {_first_line(failure)}); using the exact reverse-over-reverse "
+            "double backward instead (one backward pass per vector); pass hvp='reverse-over-reverse' "
+            "to choose it",
+            stacklevel=2)
+        self.hvp_method = "reverse-over-reverse"
+        return self._sweep(rows, self.hvp_method)
 
     def matmat(self, vectors: Tensor) -> Tensor:
         """``H V`` for ``V`` of shape ``(m, b)`` (or ``(m,)``), in the parameters' dtype and device."""
@@ -143,9 +181,16 @@ class HessianOperator:
                                    dtype=np.float64)
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [""])[0][:160]
+
+
 @dataclass(frozen=True)
 class HessianEigenpairs:
-    """Top eigenpairs, descending; ``residuals[i] = ||H q_i - rho_i q_i||`` (recomputed, not estimated)."""
+    """Eigenpairs, eigenvalues descending; ``residuals[i] = ||H q_i - rho_i q_i||`` (recomputed).
+
+    ``which`` is the end of the spectrum asked for, ``hvp`` how the Hessian-vector products were computed.
+    """
 
     eigenvalues: NDArray[np.float64]
     eigenvectors: NDArray[np.float64] = field(repr=False)
@@ -153,6 +198,8 @@ class HessianEigenpairs:
     hvp_count: int
     method: str
     tol: float
+    which: str = "LA"
+    hvp: str = "forward-over-reverse"
 
     @property
     def converged(self) -> NDArray[np.bool_]:
@@ -160,42 +207,49 @@ class HessianEigenpairs:
         return self.residuals <= self.tol * np.max(np.abs(self.eigenvalues))
 
 
+_WHICH = "'LA' (largest algebraic), 'SA' (smallest algebraic), 'BE' (both ends) or 'LM' (largest magnitude)"
+
+
 def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, which: Which = "LA",
                    method: EigenMethod = "lanczos", seed: int = 0, maxiter: int | None = None,
                    ncv: int | None = None) -> tuple[NDArray, NDArray, NDArray]:
-    """Top-``k`` eigenpairs of a symmetric operator: ``(values descending, vectors (m, k), residual norms)``.
+    """``k`` extreme eigenpairs of a symmetric operator: ``(values descending, vectors (m, k), residuals)``.
 
-    ``lanczos``: ARPACK ``eigsh`` (implicitly restarted Lanczos, stops when every Ritz pair has
-    ``||r|| <= tol |rho|``). ``lobpcg``: scipy's LOBPCG on a block of ``k`` vectors, stops when every
-    ``||r|| <= tol max|rho|``; ``which="LA"`` only. Works on any operator, so dense test matrices and
+    ``which``: ``"LA"`` the ``k`` largest, ``"SA"`` the ``k`` smallest, ``"BE"`` ``k - k // 2`` from the
+    top and ``k // 2`` from the bottom, ``"LM"`` the ``k`` largest in magnitude. ``lanczos``: ARPACK
+    ``eigsh`` (implicitly restarted Lanczos, stops when every Ritz pair has ``||r|| <= tol |rho|``).
+    ``lobpcg``: scipy's LOBPCG on a block of vectors, stops when every ``||r|| <= tol max|rho|``; ``"LA"``,
+    ``"SA"`` and ``"BE"`` (one block per end). Works on any operator, so dense test matrices and
     Hessian-vector products go through the same code.
 
     >>> A = np.diag([5.0, -7.0, 1.0, 0.5])
     >>> vals, _, res = top_eigenpairs(spla.aslinearoperator(A), 2, which="LM", ncv=4)
     >>> vals.round(8).tolist(), bool(np.all(res < 1e-8))
     ([5.0, -7.0], True)
+    >>> top_eigenpairs(spla.aslinearoperator(A), 2, which="BE", ncv=4)[0].round(8).tolist()
+    [5.0, -7.0]
     """
     m = operator.shape[0]
-    if not (isinstance(k, (int, np.integer)) and 1 <= k < m):
-        raise ValueError(f"k={k!r} is invalid: expected an integer with 1 <= k < {m} "
-                         "(the number of parameters)")
-    if not (np.isfinite(tol) and 0 < tol < 1):
-        raise ValueError(f"tol={tol!r} is invalid: expected 0 < tol < 1")
-    if which not in ("LA", "LM"):
-        raise ValueError(f"which={which!r} is invalid: expected 'LA' (algebraically largest) "
-                         "or 'LM' (largest magnitude)")
+    require(isinstance(k, (int, np.integer)) and 1 <= k < m, "k", k,
+            f"an integer with 1 <= k < {m} (the number of parameters)")
+    require(bool(np.isfinite(tol)) and 0 < tol < 1, "tol", tol, "0 < tol < 1")
+    require(which in ("LA", "SA", "BE", "LM"), "which", which, _WHICH)
     rng = np.random.default_rng(seed)
     if method == "lanczos":
+        arpack_which = "LA" if which == "BE" and k == 1 else which   # ARPACK refuses BE for one pair
         try:
-            vals, vecs = spla.eigsh(operator, k=k, which=which, tol=tol, v0=rng.standard_normal(m),
+            vals, vecs = spla.eigsh(operator, k=k, which=arpack_which, tol=tol, v0=rng.standard_normal(m),
                                     maxiter=maxiter, ncv=ncv)
         except spla.ArpackNoConvergence as err:
             raise RuntimeError(f"ARPACK did not converge to tol={tol} ({len(err.eigenvalues)} of {k} pairs): "
                                "raise maxiter or ncv, loosen tol, or use a float64 model") from err
     elif method == "lobpcg":
-        if which != "LA":
-            raise ValueError(f"which={which!r} is invalid for method='lobpcg': expected 'LA'")
-        vals, vecs = _lobpcg_top(operator, k, tol, rng, maxiter)
+        require(which != "LM", "which", which, "'LA', 'SA' or 'BE' for method='lobpcg'")
+        top = k if which == "LA" else 0 if which == "SA" else k - k // 2
+        blocks = [_lobpcg_end(operator, n, tol, rng, maxiter, largest)
+                  for n, largest in ((top, True), (k - top, False)) if n > 0]
+        vals = np.concatenate([b[0] for b in blocks])
+        vecs = np.concatenate([b[1] for b in blocks], axis=1)
     else:
         raise ValueError(f"method={method!r} is invalid: expected 'lanczos' or 'lobpcg'")
     order = np.argsort(vals)[::-1]
@@ -207,8 +261,8 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     return vals, vecs, residuals
 
 
-def _lobpcg_top(operator: spla.LinearOperator, k: int, tol: float, rng: np.random.Generator,
-                maxiter: int | None) -> tuple[NDArray, NDArray]:
+def _lobpcg_end(operator: spla.LinearOperator, k: int, tol: float, rng: np.random.Generator,
+                maxiter: int | None, largest: bool) -> tuple[NDArray, NDArray]:
     m = operator.shape[0]
     x, _ = np.linalg.qr(rng.standard_normal((m, k)))
     # LOBPCG's tolerance is absolute; one Rayleigh-Ritz step on the start block gives the scale
@@ -219,61 +273,74 @@ def _lobpcg_top(operator: spla.LinearOperator, k: int, tol: float, rng: np.rando
     x = x @ s
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not reaching the requested tolerance.*")
-        vals, vecs = spla.lobpcg(operator, x, tol=tol * scale, largest=True,
+        vals, vecs = spla.lobpcg(operator, x, tol=tol * scale, largest=largest,
                                  maxiter=maxiter if maxiter is not None else 500)
     return np.asarray(vals, dtype=np.float64), np.asarray(vecs, dtype=np.float64)
 
 
-def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: BatchSource, k: int = 10,
+def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k: int = 10,
                        tol: float = 1e-6, *, which: Which = "LA", method: EigenMethod = "lanczos",
                        seed: int = 0, maxiter: int | None = None, ncv: int | None = None,
-                       block_size: int = 16) -> HessianEigenpairs:
-    """Top-``k`` Hessian eigenpairs of the mean loss over ``batches`` at the model's current parameters.
+                       block_size: int = 16, parameters: ParameterSelection = None,
+                       hvp: HvpMethod = "auto") -> HessianEigenpairs:
+    """``k`` Hessian eigenpairs of the mean loss over ``batches`` at the model's current parameters.
 
-    Eigenvectors are columns in the flat parameter order (``parameters_to_vector``), orthonormal, with
-    the largest-magnitude entry positive; pass ``res.eigenvectors.T`` as the tracker's ``directions``.
+    ``which`` picks the end of the spectrum (``"LA"`` top, ``"SA"`` bottom, ``"BE"`` both, ``"LM"``
+    magnitude); eigenvalues are descending whatever ``which``. Eigenvectors are columns in the flat order
+    of the parameter group (``parameters_to_vector`` of the trainable parameters by default; see
+    ``parameters``), orthonormal, with the largest-magnitude entry positive; pass ``res.eigenvectors.T``
+    as the tracker's ``directions`` (through :meth:`ParameterLayout.embed` for a group smaller than all
+    parameters). ``loss_fn`` may be a :func:`~sgd_dynamics.measure.objective.closure_loss`.
     ``hvp_count`` includes the final block of ``k`` products that measures the residuals.
     """
-    op = HessianOperator(model, loss_fn, batches, block_size=block_size)
+    op = HessianOperator(model, loss_fn, batches, block_size=block_size, parameters=parameters, hvp=hvp)
     vals, vecs, residuals = top_eigenpairs(op.to_scipy(), k, tol=tol, which=which, method=method, seed=seed,
                                            maxiter=maxiter, ncv=ncv)
-    return HessianEigenpairs(vals, vecs, residuals, op.hvp_count, method, tol)
+    return HessianEigenpairs(vals, vecs, residuals, op.hvp_count, method, tol, which, str(op.hvp_method))
 
 
 @dataclass(frozen=True)
 class TraceEstimate:
-    """A stochastic trace estimate with its standard error and the number of matrix-vector products."""
+    """A trace estimate with its standard error and the number of matrix-vector products.
+
+    ``hvp`` says how Hessian-vector products were computed (``None`` for a generic operator).
+    """
 
     estimate: float
     stderr: float
     hvp_count: int
     method: str
+    hvp: str | None = None
 
 
 def trace_estimate(matmat: Callable[[NDArray], NDArray], dim: int, num_matvecs: int = 99, *,
                    method: TraceMethod = "hutch++", seed: int = 0) -> TraceEstimate:
-    """Trace of a symmetric operator from ``num_matvecs`` products (Rademacher probes).
+    """Trace of a symmetric operator from ``num_matvecs`` products (Rademacher probes), or exactly.
 
     Hutchinson: ``mean_j z_j^T A z_j``, standard error ``std / sqrt(n)``. Hutch++: a third of the budget
     sketches ``Q = orth(A S)``, a third gives ``tr(Q^T A Q)`` exactly, and the last third runs Hutchinson
-    on the deflated ``(I - QQ^T) A (I - QQ^T)``, whose probe spread gives the standard error.
+    on the deflated ``(I - QQ^T) A (I - QQ^T)``, whose probe spread gives the standard error. ``"exact"``:
+    ``sum_j e_j^T A e_j`` from ``dim`` products (``num_matvecs`` is not used), standard error 0.
 
     >>> A = np.diag(np.arange(1.0, 7.0))
     >>> round(trace_estimate(lambda x: A @ x, 6, 18, method="hutch++").estimate, 10)   # rank <= n/3: exact
     21.0
+    >>> trace_estimate(lambda x: A @ x, 6, method="exact").estimate
+    21.0
     """
+    require(method in ("hutchinson", "hutch++", "exact"), "method", method,
+            "'hutchinson', 'hutch++' or 'exact'")
+    if method == "exact":
+        return _exact_trace(matmat, dim)
     min_n = 3 if method == "hutch++" else 2
-    if not (isinstance(num_matvecs, (int, np.integer)) and num_matvecs >= min_n):
-        raise ValueError(f"num_matvecs={num_matvecs!r} is invalid: expected an integer >= {min_n} "
-                         f"for {method}")
+    require(isinstance(num_matvecs, (int, np.integer)) and num_matvecs >= min_n, "num_matvecs", num_matvecs,
+            f"an integer >= {min_n} for {method}")
     rng = np.random.default_rng(seed)
     if method == "hutchinson":
         z = rng.choice([-1.0, 1.0], size=(dim, num_matvecs))
         samples = np.einsum("ij,ij->j", z, matmat(z))
         return TraceEstimate(float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(num_matvecs)),
                              int(num_matvecs), method)
-    if method != "hutch++":
-        raise ValueError(f"method={method!r} is invalid: expected 'hutchinson' or 'hutch++'")
     n = num_matvecs // 3
     s = rng.choice([-1.0, 1.0], size=(dim, n))
     g = rng.choice([-1.0, 1.0], size=(dim, n))
@@ -285,8 +352,24 @@ def trace_estimate(matmat: Callable[[NDArray], NDArray], dim: int, num_matvecs: 
     return TraceEstimate(exact_part + float(samples.mean()), stderr, 3 * n, method)
 
 
-def hessian_trace(model: nn.Module, loss_fn: LossFn, batches: BatchSource, num_matvecs: int = 99, *,
-                  method: TraceMethod = "hutch++", seed: int = 0, block_size: int = 16) -> TraceEstimate:
-    """``tr H`` of the mean loss over ``batches`` by Hutch++ (default) or Hutchinson, seeded."""
-    op = HessianOperator(model, loss_fn, batches, block_size=block_size).to_scipy()
-    return trace_estimate(op.matmat, op.shape[0], num_matvecs, method=method, seed=seed)
+def _exact_trace(matmat: Callable[[NDArray], NDArray], dim: int, block: int = 256) -> TraceEstimate:
+    total = 0.0
+    for start in range(0, dim, block):
+        cols = np.arange(start, min(start + block, dim))
+        basis = np.zeros((dim, cols.size))
+        basis[cols, np.arange(cols.size)] = 1.0
+        total += float(np.sum(matmat(basis)[cols, np.arange(cols.size)]))
+    return TraceEstimate(total, 0.0, int(dim), "exact")
+
+
+def hessian_trace(model: nn.Module, loss_fn: Loss, batches: BatchSource, num_matvecs: int = 99, *,
+                  method: TraceMethod = "hutch++", seed: int = 0, block_size: int = 16,
+                  parameters: ParameterSelection = None, hvp: HvpMethod = "auto") -> TraceEstimate:
+    """``tr H`` of the mean loss over ``batches`` by Hutch++ (default), Hutchinson (seeded) or exactly.
+
+    ``parameters`` restricts ``H`` to a group (the trace of its diagonal block); ``loss_fn`` may be a
+    :func:`~sgd_dynamics.measure.objective.closure_loss`.
+    """
+    op = HessianOperator(model, loss_fn, batches, block_size=block_size, parameters=parameters, hvp=hvp)
+    estimate = trace_estimate(op.to_scipy().matmat, op.dim, num_matvecs, method=method, seed=seed)
+    return dataclasses.replace(estimate, hvp=op.hvp_method)

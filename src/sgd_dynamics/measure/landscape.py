@@ -6,8 +6,11 @@
 
 spanned by two directions (there ``q_1`` and ``q_30``, Hessian eigenvectors) around the pre-trained
 parameters. The loss at each grid point is the batch-size-weighted mean of ``loss_fn`` over all batches,
-i.e. the mean loss over all examples. The modified loss of 002 eq. 15 on the same plane is a quadratic
-that the theory layer evaluates from ``LossSurface.alphas``/``betas`` (see :meth:`LossSurface.grid`).
+i.e. the mean loss over all examples; ``loss_fn(outputs, targets)`` or a closure ``fn(model, batch)``
+(:func:`~sgd_dynamics.measure.objective.closure_loss`, evaluated with autograd enabled, since a closure
+may differentiate inside, e.g. a physics-informed residual). The modified loss of 002 eq. 15 on the same
+plane is a quadratic that the theory layer evaluates from ``LossSurface.alphas``/``betas`` (see
+:meth:`LossSurface.grid`).
 
 Several grid points share one forward pass: ``torch.func.vmap`` over ``torch.func.functional_call``
 with the stacked parameters of ``points_per_pass`` grid points. Models that vmap cannot batch
@@ -16,28 +19,31 @@ time (``method="loop"``; ``"auto"`` falls back with a warning). The model is eva
 (BatchNorm uses its running statistics, dropout is off), so the slice is deterministic; its mode, parameters
 and buffers are left as they were.
 
-Directions and ``theta_ref`` are flat vectors in the order of
-``torch.nn.utils.parameters_to_vector(model.parameters())``.
+Directions and ``theta_ref`` are flat vectors of a parameter group (``parameters=``, default the trainable
+parameters, so that Hessian eigenvectors can be passed as they are), in the order of
+``torch.nn.utils.parameters_to_vector(group)``; parameters outside the group keep their values.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from sgd_dynamics._validation import require as _require
+from sgd_dynamics.measure.flat_params import ParameterSelection, selected_parameters
+from sgd_dynamics.measure.objective import Loss, Objective
 
 __all__ = ["LossSurface", "loss_surface"]
 
-Batches = Iterable[tuple[Tensor, Tensor]]
+Batches = Iterable[Any]
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class LossSurface:
 def _flat(vector: Tensor | ArrayLike, name: str, size: int, like: Tensor) -> Tensor:
     t = torch.as_tensor(vector).detach()
     _require(t.ndim == 1 and t.numel() == size, f"{name}.shape", tuple(t.shape),
-             f"({size},), the number of model parameters")
+             f"({size},), the number of parameters in the group (by default the trainable ones)")
     return t.to(device=like.device, dtype=like.dtype)
 
 
@@ -79,7 +85,7 @@ def _split(flat: Tensor, shapes: list[torch.Size], lead: tuple[int, ...] = ()) -
 
 def loss_surface(
     model: nn.Module,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: Loss,
     batches: Batches,
     direction_1: Tensor | ArrayLike,
     direction_2: Tensor | ArrayLike,
@@ -90,19 +96,23 @@ def loss_surface(
     test_batches: Batches | None = None,
     points_per_pass: int = 16,
     method: Literal["auto", "vmap", "loop"] = "auto",
+    parameters: ParameterSelection = None,
 ) -> LossSurface:
     """Train (and test) loss on the grid ``theta_ref + alpha * direction_1 + beta * direction_2``.
 
     Parameters
     ----------
     model
-        Any ``nn.Module``, called as ``model(inputs)``; evaluated in eval mode, its modes restored after.
+        Any ``nn.Module``, called as ``model(inputs)`` (``model(*inputs)`` for a tuple or list); evaluated
+        in eval mode, its modes restored after.
     loss_fn
-        ``loss_fn(outputs, targets) -> mean loss`` over the batch (a scalar tensor).
+        ``loss_fn(outputs, targets) -> mean loss`` over the batch (a scalar tensor), or
+        ``closure_loss(fn)`` for ``fn(model, batch) -> scalar``.
     batches
-        Iterable of ``(inputs, targets)`` for the train loss, iterated once.
+        Iterable of ``(inputs, targets)`` batches (of the closure's batches) for the train loss, iterated
+        once.
     direction_1, direction_2
-        Flat directions (m,), in ``parameters_to_vector`` order; not normalised here.
+        Flat directions (m,) of the parameter group, in ``parameters_to_vector`` order; not normalised.
     alphas, betas
         Grid coordinates along ``direction_1`` and ``direction_2``.
     theta_ref
@@ -115,12 +125,16 @@ def loss_surface(
     method
         ``"vmap"``, ``"loop"`` (one point per forward pass) or ``"auto"`` (vmap, and the loop with a
         warning if vmap fails on this model).
+    parameters
+        The group the plane lies in: ``None`` (the trainable parameters), a name filter or a list of
+        parameters (:func:`~sgd_dynamics.measure.flat_params.selected_parameters`).
     """
     _require(method in ("auto", "vmap", "loop"), "method", method, "'auto', 'vmap' or 'loop'")
     _require(isinstance(points_per_pass, (int, np.integer)) and points_per_pass >= 1, "points_per_pass",
              points_per_pass, "an integer >= 1")
-    named = list(model.named_parameters())
-    _require(len(named) > 0, "model", type(model).__name__, "a module with parameters")
+    objective = Objective(model, loss_fn)
+    named = selected_parameters(model, parameters)
+    constants = {n: p.detach() for n, p in model.named_parameters() if n not in dict(named)}
     names = tuple(name for name, _ in named)
     tensors = [t for _, t in named]
     like = tensors[0]
@@ -138,7 +152,7 @@ def loss_surface(
     was_training = [m.training for m in model.modules()]
     model.eval()
     try:
-        evaluate = _Evaluator(model, loss_fn, names, shapes, centre, d1, d2, coords, points_per_pass)
+        evaluate = _Evaluator(objective, constants, names, shapes, centre, d1, d2, coords, points_per_pass)
         used = method
         if method in ("auto", "vmap"):
             try:
@@ -176,10 +190,10 @@ class _VmapFailed(Exception):
 class _Evaluator:
     """Mean loss over batches at every grid point, accumulated in float64 on the model's device."""
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], names: tuple[str, ...],
+    def __init__(self, objective: Objective, constants: dict[str, Tensor], names: tuple[str, ...],
                  shapes: list[torch.Size], centre: Tensor, d1: Tensor, d2: Tensor, coords: Tensor,
                  points_per_pass: int) -> None:
-        self.model, self.loss_fn, self.names, self.shapes = model, loss_fn, names, shapes
+        self.objective, self.constants, self.names, self.shapes = objective, constants, names, shapes
         self.centre, self.d1, self.d2, self.coords = centre, d1, d2, coords
         self.points_per_pass = points_per_pass
 
@@ -187,19 +201,19 @@ class _Evaluator:
         flat = self.centre + coords[:, :1] * self.d1 + coords[:, 1:] * self.d2
         return dict(zip(self.names, _split(flat, self.shapes, (coords.shape[0],)), strict=True))
 
-    def _batch_losses_vmap(self, inputs: Tensor, targets: Tensor) -> Tensor:
-        def one(params: dict[str, Tensor]) -> Tensor:
-            return self.loss_fn(functional_call(self.model, params, (inputs,)), targets)
+    def _loss(self, params: dict[str, Tensor], batch: Any) -> Tensor:
+        return self.objective.loss({**self.constants, **params}, batch)
 
-        batched = vmap(one)
+    def _batch_losses_vmap(self, batch: Any) -> Tensor:
+        batched = vmap(lambda params: self._loss(params, batch))
         out = [batched(self._params(chunk)) for chunk in torch.split(self.coords, int(self.points_per_pass))]
         return torch.cat(out)
 
-    def _batch_losses_loop(self, inputs: Tensor, targets: Tensor) -> Tensor:
+    def _batch_losses_loop(self, batch: Any) -> Tensor:
         out = []
         for point in self.coords:
             params = {k: v[0] for k, v in self._params(point[None]).items()}
-            out.append(self.loss_fn(functional_call(self.model, params, (inputs,)), targets).reshape(()))
+            out.append(self._loss(params, batch).detach())
         return torch.stack(out)
 
     def mean_loss(self, batches: Batches, *, use_vmap: bool) -> NDArray:
@@ -207,18 +221,20 @@ class _Evaluator:
         count = 0
         iterator = iter(batches)
         first = True
-        with torch.no_grad():
-            for inputs, targets in iterator:
-                n = int(targets.shape[0])
+        # A closure may differentiate inside (torch.autograd.grad needs a graph); a loss of outputs need not.
+        grad_mode = torch.enable_grad() if self.objective.is_closure else torch.no_grad()
+        with grad_mode:
+            for raw in iterator:
+                batch, n = self.objective.prepare(raw, self.coords.device)
                 if use_vmap and first:
                     try:
-                        losses = self._batch_losses_vmap(inputs, targets)
+                        losses = self._batch_losses_vmap(batch)
                     except Exception as error:   # vmap's failures have many types; re-raised or reported
-                        raise _VmapFailed(_replay((inputs, targets), iterator)) from error
+                        raise _VmapFailed(_replay(raw, iterator)) from error
                 elif use_vmap:
-                    losses = self._batch_losses_vmap(inputs, targets)
+                    losses = self._batch_losses_vmap(batch)
                 else:
-                    losses = self._batch_losses_loop(inputs, targets)
+                    losses = self._batch_losses_loop(batch)
                 first = False
                 total += n * losses.detach().to(torch.float64)
                 count += n
@@ -226,6 +242,6 @@ class _Evaluator:
         return (total / count).cpu().numpy()
 
 
-def _replay(first: tuple[Tensor, Tensor], rest: Iterable[tuple[Tensor, Tensor]]) -> Batches:
+def _replay(first: Any, rest: Iterable[Any]) -> Batches:
     yield first
     yield from rest

@@ -3,6 +3,9 @@
 The third-derivative contraction ``d^2(grad L)[S] = grad_w Tr(H(w) S)`` is computed as the gradient of
 ``sum_k s_k q_k^T H(w) q_k`` over the eigenpairs ``(s_k, q_k)`` of the symmetric ``S`` (forward-over-reverse
 Hessian-vector products, then one more reverse pass), so the full third-derivative tensor is never formed.
+Where forward-mode AD fails on the loss (``nn.functional.mse_loss`` against captured targets raises
+"ZeroTensors are immutable", pytorch/pytorch#123996; ``huber_loss`` has no forward-AD formula) the same
+quantity is taken by three reverse passes with ``torch.autograd.grad`` (exact as well), with a warning.
 The drift itself is assembled by :func:`sgd_dynamics.theory.limiting_drift.limiting_drift` (eq. 6, ERRATA
 003.5
 and 003.7); :func:`label_noise_drift_autodiff` is Corollary 3.5 (eq. 7) with ``grad Tr H`` by autodiff.
@@ -10,6 +13,7 @@ and 003.7); :func:`label_noise_drift_autodiff` is Corollary 3.5 (eq. 7) with ``g
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -53,7 +57,32 @@ def third_derivative_contraction(
         hvp = torch.func.vmap(lambda v: torch.func.jvp(grad, (x,), (v,))[1])(q)  # rows H q_k
         return torch.sum(sv * torch.sum(q * hvp, dim=1))
 
-    return torch.func.grad(trace_hs)(w0).detach().numpy()
+    try:
+        return torch.func.grad(trace_hs)(w0).detach().numpy()
+    except (RuntimeError, NotImplementedError) as error:     # torch's errors for missing forward AD
+        first = (str(error).splitlines() or [""])[0][:160]
+        warnings.warn(f"forward-over-reverse failed on this loss ({type(error).__name__}: {first}); "
+                      "taking grad Tr(H S) by three reverse passes instead", stacklevel=2)
+    return _trace_hs_gradient_reverse(loss, w0, q, sv)
+
+
+def _trace_hs_gradient_reverse(loss: Loss, w0: torch.Tensor, q: torch.Tensor, sv: torch.Tensor
+                               ) -> NDArray[np.float64]:
+    """``grad_w sum_k s_k q_k^T H(w) q_k`` with ``torch.autograd.grad`` only (three reverse passes)."""
+    x = w0.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(loss(x), x, create_graph=True)
+        total = torch.zeros((), dtype=x.dtype)
+        for qk, sk in zip(q, sv, strict=True):
+            if not g.requires_grad:          # the loss is linear: H = 0
+                break
+            (hq,) = torch.autograd.grad(g, x, grad_outputs=qk, create_graph=True, allow_unused=True)
+            if hq is not None:
+                total = total + sk * (qk @ hq)
+        if not total.requires_grad:          # H does not depend on w: no third derivative
+            return np.zeros(w0.numel())
+        (out,) = torch.autograd.grad(total, x, allow_unused=True)
+    return np.zeros(w0.numel()) if out is None else out.detach().numpy()
 
 
 def limiting_drift_autodiff(

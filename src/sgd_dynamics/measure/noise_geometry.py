@@ -49,9 +49,10 @@ from numpy.typing import NDArray
 from torch import nn
 
 from sgd_dynamics.hyper import Hyperparams
-from sgd_dynamics.measure.flat_params import BatchSource, ParameterLayout
+from sgd_dynamics.measure.flat_params import BatchSource, ParameterLayout, ParameterSelection
 from sgd_dynamics.measure.gradient_noise import gradient_noise, noise_eigenpairs, per_example_gradients
-from sgd_dynamics.measure.hessian import HessianOperator, LossFn, hessian_eigenpairs
+from sgd_dynamics.measure.hessian import HessianOperator, hessian_eigenpairs
+from sgd_dynamics.measure.objective import Loss
 from sgd_dynamics.theory import discrete, phase_space
 
 Array = NDArray[np.float64]
@@ -122,9 +123,9 @@ def stationary_variances(hyper: Hyperparams, hessian_eigenvalues: Array, mode_no
     return continuous, exact
 
 
-def _dense_hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: BatchSource
-                              ) -> tuple[Array, Array, Array]:
-    op = HessianOperator(model, loss_fn, batches)
+def _dense_hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource,
+                              parameters: ParameterSelection) -> tuple[Array, Array, Array]:
+    op = HessianOperator(model, loss_fn, batches, parameters=parameters)
     eye = torch.eye(op.dim, dtype=op.layout.dtype, device=op.layout.device)
     h = op.matmat(eye).detach().to("cpu", torch.float64).numpy()
     mu, w = np.linalg.eigh((h + h.T) / 2)
@@ -132,24 +133,29 @@ def _dense_hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: BatchS
     return mu, w, np.linalg.norm(h @ w - w * mu, axis=0)
 
 
-def _dense_noise_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: BatchSource) -> tuple[Array, Array]:
-    g = torch.cat(list(per_example_gradients(model, loss_fn, batches))).to("cpu", torch.float64)
+def _dense_noise_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource,
+                            parameters: ParameterSelection) -> tuple[Array, Array]:
+    g = torch.cat(list(per_example_gradients(model, loss_fn, batches, parameters=parameters)))
+    g = g.to("cpu", torch.float64)
     g = g - g.mean(0)
     lam, u = np.linalg.eigh((g.T @ g / g.shape[0]).numpy())
     return lam[::-1].copy(), u[:, ::-1].copy()
 
 
-def network_noise_geometry(model: nn.Module, loss_fn: LossFn, batches: BatchSource, k: int = 10, *,
+def network_noise_geometry(model: nn.Module, loss_fn: Loss, batches: BatchSource, k: int = 10, *,
                            hyper: Hyperparams | None = None, seed: int = 0, tol: float = 1e-6,
-                           chunk_size: int = 64) -> NetworkNoiseGeometry:
+                           chunk_size: int = 64, parameters: ParameterSelection = None
+                           ) -> NetworkNoiseGeometry:
     """Top-``k`` noise geometry of ``model`` at its current parameters over the examples of ``batches``.
 
     ``loss_fn(outputs, targets)`` is the mean loss over a batch; ``tol`` is the Lanczos tolerance of the
     Hessian eigenpairs (relative; below ~1e-7 needs a float64 model); ``seed`` starts Lanczos and the
     randomized ``Sigma`` solver. With ``hyper`` the stationary variance along each Hessian eigenvector is
-    predicted for SGD with those hyperparameters (momentum and weight decay included).
+    predicted for SGD with those hyperparameters (momentum and weight decay included). ``loss_fn`` may be
+    a :func:`~sgd_dynamics.measure.objective.closure_loss` over batches with a per-example decomposition;
+    ``parameters`` restricts ``H`` and ``Sigma`` to a parameter group (default: the trainable parameters).
     """
-    layout = ParameterLayout.from_module(model)
+    layout = ParameterLayout.from_group(model, parameters)
     m = layout.dim
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= m:
         raise ValueError(f"k={k!r} is invalid: expected an integer in [1, {m}] (the number of parameters)")
@@ -157,10 +163,11 @@ def network_noise_geometry(model: nn.Module, loss_fn: LossFn, batches: BatchSour
         raise ValueError(f"hyper={hyper!r} is invalid: expected a Hyperparams or None")
     k = int(k)
     if k == m:
-        lam, u = _dense_noise_eigenpairs(model, loss_fn, batches)
-        mu, w, residuals = _dense_hessian_eigenpairs(model, loss_fn, batches)
+        lam, u = _dense_noise_eigenpairs(model, loss_fn, batches, parameters)
+        mu, w, residuals = _dense_hessian_eigenpairs(model, loss_fn, batches, parameters)
     else:
-        noise = noise_eigenpairs(model, loss_fn, batches, k, chunk_size=chunk_size, seed=seed)
+        noise = noise_eigenpairs(model, loss_fn, batches, k, chunk_size=chunk_size, seed=seed,
+                                 parameters=parameters)
         lam, u = noise.eigenvalues, noise.eigenvectors
         # Below the numerical rank the top-k eigenspace of Sigma is not unique (a cross-entropy network has
         # a null space: shifting all logits together) and the Gram eigenvectors there are rounding noise.
@@ -170,9 +177,9 @@ def network_noise_geometry(model: nn.Module, loss_fn: LossFn, batches: BatchSour
             raise ValueError(f"k={k} is invalid: Sigma has numerical rank {rank} < k, so its top-k "
                              f"eigenspace is not defined; expected k <= {rank} or k = {m} (the number of "
                              "parameters)")
-        hess = hessian_eigenpairs(model, loss_fn, batches, k, tol, seed=seed)
+        hess = hessian_eigenpairs(model, loss_fn, batches, k, tol, seed=seed, parameters=parameters)
         mu, w, residuals = hess.eigenvalues, hess.eigenvectors, hess.residuals
-    stats = gradient_noise(model, loss_fn, batches, w, chunk_size=chunk_size)
+    stats = gradient_noise(model, loss_fn, batches, w, chunk_size=chunk_size, parameters=parameters)
     trace = stats.trace
     continuous = exact = None
     if hyper is not None:
