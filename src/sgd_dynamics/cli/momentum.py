@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 
+from sgd_dynamics.cli import plain
 from sgd_dynamics.theory.momentum_scaling import (
     OPTIMAL_EXPONENT,
     envelope_relaxation_time,
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "momentum",
         help="optimal momentum for label-noise SGD near a valley (003)",
-        description=__doc__.split("\n\n")[0],
+        description=plain(__doc__.split("\n\n")[0]),
     )
     sub = parser.add_subparsers(dest="momentum_command", required=True, parser_class=type(parser))
 
@@ -62,11 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report = sub.add_parser(
         "report",
         help="run the vector-UV, matrix-sensing and classifier studies and write the HTML report",
-        description="Writes DIR/momentum_report.html (figures in DIR/figures) and prints its path.",
+        description="Runs the three studies into the run directory DIR, writes DIR/report.html (figures in "
+        "DIR/figures) and prints its path; 'sgd-dynamics report DIR' redraws it.",
     )
     report.add_argument("--quick", action="store_true", help="reduced configurations that run in seconds")
     report.add_argument("--out", default="runs/momentum",
-                        help="output directory (default: runs/momentum)")
+                        help="run directory (default: runs/momentum)")
+    report.add_argument("--force", action="store_true",
+                        help="start over if --out holds another run (the old one is kept, renamed)")
     report.set_defaults(func=_report)
 
 
@@ -169,10 +173,9 @@ def _experiment_uv(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from sgd_dynamics.experiments.momentum_study import MomentumConfig, run_momentum
     from sgd_dynamics.report.momentum_report import write_momentum_report
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out={args.out!r} is invalid: expected a directory path, not an existing file")
-    print(write_momentum_report(out, quick=args.quick))
+    config = MomentumConfig.quick() if args.quick else MomentumConfig()
+    print(write_momentum_report(run_momentum(config, Path(args.out), force=args.force)))
     return 0
