@@ -224,6 +224,8 @@ def schema_markdown(cls: type, title: str, intro: str, prefix: str = "") -> str:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         valid = "" if dataclasses.is_dataclass(tp) else _range_text(f.metadata, tp)
+        if typing.get_origin(_is_optional(tp)[1]) is tuple:
+            valid = f"each: {valid}"
         lines.append(f"| `{prefix}{f.name}` | {_type_name(tp)} | `{_default_text(f)}` | {valid} | "
                      f"{f.metadata.get('help', '')} |")
         if dataclasses.is_dataclass(tp):

@@ -90,6 +90,15 @@ class MomentumResults:
     exponent_gammas: np.ndarray | None = None     # grid of the exponent curves
     paper_exponent: np.ndarray | None = None      # max(2 - 2 gamma, gamma), the paper's law (ERRATA 003.8)
 
+    def __post_init__(self) -> None:
+        # the theory the page compares with, from the results when not given
+        if not self.drift_times and "linear" in self.uv:
+            object.__setattr__(self, "drift_times", drift_times(self.uv["linear"]))
+        if self.exponent_gammas is None:
+            grid = np.linspace(0.25, 0.95, 200)
+            object.__setattr__(self, "exponent_gammas", grid)
+            object.__setattr__(self, "paper_exponent", np.array([timescale_exponent(x) for x in grid]))
+
 
 def drift_times(res: UVStudyResult) -> tuple[DriftTime, ...]:
     """``(eta, fitted T_c, predicted tau_2 / 2)`` at ``gamma = 0.3`` (003 eq. 9)."""
@@ -119,12 +128,10 @@ def load_momentum(run_dir: Path | str) -> MomentumResults:
     if not record_exists(results, "classifier"):
         raise ValueError(f"RUN_DIR={str(run_dir)!r} holds no finished momentum study (no results/): run "
                          "'sgd-dynamics momentum report' first")
-    uv = load_record(results, "uv", dict[str, UVStudyResult])
-    grid = np.linspace(0.25, 0.95, 200)
-    return MomentumResults(uv, load_record(results, "sensing", MatrixSensingResult),
+    return MomentumResults(load_record(results, "uv", dict[str, UVStudyResult]),
+                           load_record(results, "sensing", MatrixSensingResult),
                            load_record(results, "classifier", ClassifierResult),
-                           load_record(results, "seconds", dict), drift_times(uv["linear"]) if "linear" in uv
-                           else (), grid, np.array([timescale_exponent(x) for x in grid]))
+                           load_record(results, "seconds", dict))
 
 
 def momentum_rows(results: MomentumResults) -> list[Row]:

@@ -149,8 +149,9 @@ class RunDirectory:
         if stored is None:
             what = "files that are not a run of this version"
         else:
-            diff = _differences(stored, given)
-            what = f"a run with a different configuration ({', '.join(diff[:3])})"
+            diff = _differences(stored["config"], given["config"])
+            what = (f"a {stored['kind']} run, not a {given['kind']} run" if stored["kind"] != given["kind"]
+                    else f"a run with a different configuration ({', '.join(diff[:3])})")
         if not force:
             raise ValueError(f"{option}={str(path)!r} holds {what}: rerun with --force to keep it as "
                              f"{path.name}.old-<timestamp> and start over, or choose another {option}")
