@@ -22,6 +22,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
+
 from sgd_dynamics._validation import require
 
 __all__ = ["is_entry_point", "from_mapping", "schema_markdown", "setting", "to_mapping", "validate"]
@@ -129,7 +131,7 @@ def _scalar(name: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
             require(value in choices or (ep and is_entry_point(value)), name, value, _range_text(meta, tp))
         return value
     if tp in (int, float):
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
         if tp is int:
             require(number and float(value).is_integer(), name, value, _range_text(meta, tp))
             value = int(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sgd_dynamics.measure.fits import (
+from sgd_dynamics.estimation import (
     fit_exponential_decay,
     fit_hinge,
     fit_power_law,
@@ -237,7 +237,8 @@ def test_estimation_layer_imports_without_torch_and_measure_reexports_it():
     import sys
 
     code = ("import sys, sgd_dynamics.estimation as e; assert 'torch' not in sys.modules; "
-            "from sgd_dynamics.measure import fit_power_law; from sgd_dynamics.measure.fits import fit_hinge; "
+            "from sgd_dynamics.measure import fit_power_law; "
+            "from sgd_dynamics.measure.fits import fit_hinge; "
             "assert fit_power_law is e.fit_power_law and fit_hinge is e.fit_hinge")
     subprocess.run([sys.executable, "-c", code], check=True)
 
