@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.experiments.training import full_batches, make_optimizer, minibatch_indices, train
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.measure import TrajectoryTracker, gradient_noise
@@ -48,12 +49,11 @@ class SweepPoint:
     seed: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.steps, int) and self.steps >= 10):
-            raise ValueError(f"steps={self.steps!r} is invalid: expected an integer >= 10")
-        if not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.steps - 1):
-            raise ValueError(f"burn_in={self.burn_in!r} is invalid: expected an integer in [0, steps - 1)")
-        if not (isinstance(self.noise_snapshots, int) and self.noise_snapshots >= 1):
-            raise ValueError(f"noise_snapshots={self.noise_snapshots!r} is invalid: expected an integer >= 1")
+        require(isinstance(self.steps, int) and self.steps >= 10, "steps", self.steps, "an integer >= 10")
+        require(isinstance(self.burn_in, int) and 0 <= self.burn_in < self.steps - 1,
+                'burn_in', self.burn_in, "an integer in [0, steps - 1)")
+        require(isinstance(self.noise_snapshots, int) and self.noise_snapshots >= 1,
+                'noise_snapshots', self.noise_snapshots, "an integer >= 1")
 
     def hyper(self, dataset_size: int) -> Hyperparams:
         """The validated :class:`Hyperparams` of this point."""
