@@ -126,7 +126,8 @@ def load_divergence(directory: Path | str) -> tuple[SweepPoint, Divergence]:
     """The configuration of a diverged point and where it diverged."""
     directory = Path(directory)
     point = SweepPoint(**json.loads((directory / "point.json").read_text()))
-    return point, Divergence(**json.loads((directory / "diverged.json").read_text()))
+    record = json.loads((directory / "diverged.json").read_text())
+    return point, Divergence(int(record["step"]), float(record["loss"]))
 
 
 def _model_at_theta_star(ctx: StudyContext) -> nn.Module:
@@ -149,7 +150,9 @@ def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Pa
     try:
         arrays = _train_and_track(point, ctx)
     except _Diverged as exc:
-        write_json(directory / "diverged.json", asdict(exc.divergence))
+        d = exc.divergence  # a non-finite loss as its name ("nan", "inf"): JSON has no such numbers
+        write_json(directory / "diverged.json", {"step": d.step, "loss": d.loss if np.isfinite(d.loss)
+                                                 else str(d.loss)})
         return directory / "diverged.json"
     return write_arrays(directory / "result.h5", arrays)  # atomic: result.h5 exists only when complete
 
