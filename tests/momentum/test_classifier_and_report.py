@@ -106,3 +106,29 @@ def test_cli_report_runs_the_study_into_the_run_directory_and_prints_the_page(tm
     monkeypatch.setattr(cli, "_SUBCOMMANDS", tuple(dict.fromkeys((*cli._SUBCOMMANDS, "momentum"))))
     assert cli.main(["momentum", "report", "--out", str(bad)]) == 2
     assert "--out=" in capsys.readouterr().err
+
+
+def test_run_momentum_writes_one_run_directory_that_report_run_dir_redraws(tmp_path, monkeypatch, capsys,
+                                                                          quick_classifier):
+    import json
+
+    from sgd_dynamics.experiments import momentum_study
+
+    config = momentum_study.MomentumConfig(
+        uv=UVStudyConfig.quick(gammas=(0.3, 0.8), lrs=(0.03, 0.1), replicas=4),
+        sensing=MatrixSensingConfig(momenta=(0.9, 0.99, 0.998), steps=500, replicas=1, record_every=50),
+        classifier=quick_classifier.config)
+    monkeypatch.setattr(momentum_study, "run_classifier_study", lambda cfg: quick_classifier)
+    run = momentum_study.run_momentum(config, tmp_path / "run")
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["kind"] == "momentum" and momentum_study.momentum_config(run) == config
+    loaded = momentum_study.load_momentum(run)
+    assert loaded.classifier.exponent == quick_classifier.exponent
+    again = run_matrix_sensing(config.sensing)   # the stored arrays are the computed ones, bit for bit
+    np.testing.assert_array_equal(loaded.sensing.trace_hessian, again.trace_hessian)
+    summary = json.loads((run / "summary.json").read_text())
+    rows = momentum_study.momentum_rows(loaded)
+    assert [r["quantity"] for r in summary["rows"]] == [r.quantity for r in rows]
+    assert cli.main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {(run / 'report.html').resolve()}"
+    assert "classifier: gamma*" in (run / "report.html").read_text()

@@ -143,29 +143,27 @@ def _interval(ci: tuple[float, float]) -> str:
     return f"[{ci[0]:.3g}, {ci[1]:.3g}]"
 
 
-def build_momentum_report(out_dir: Path | str, results: MomentumResults, metadata: dict | None = None
-                          ) -> Path:
-    """Write ``out_dir/report.html`` from loaded results; returns its path."""
-    uv, ms, cl = results.uv, results.sensing, results.classifier
-    lin = uv["linear"]
-    summary = momentum_rows(results)
+def _uv_section(results: MomentumResults) -> ReportSection:
+    lin = results.uv["linear"]
     g03 = [(d.lr, d.fitted, d.predicted) for d in results.drift_times]
-    readings = []
     a03 = [lin.alpha.get(gamma_key(g), math.nan) for g in _DRIFT_GAMMAS]
     worst = max(abs(a / (2 * (1 - g)) - 1) for a, g in zip(a03, _DRIFT_GAMMAS, strict=True))
     ratio_txt = ", ".join(f"{f / p:.3f} (eta={e:.3g})" for e, f, p in g03)
-    readings.append(
-        ReportSection(
-            "Vector UV model: timescale against the learning rate",
-            "The decay time T_c of |u|^2+|v|^2 from a point of the valley falls as a power of eta for every "
-            f"gamma, and at gamma=0.3 the fitted/predicted ratio against tau_2/2 of eq. 9 is {ratio_txt}. "
-            f"Below gamma=2/3 the drift theory {'holds' if worst <= 0.05 else 'does not hold'} "
-            f"(fitted exponents within {100 * worst:.1f}% of 2(1-gamma)); the fitted C={lin.constant:.3f} "
-            f"against {lin.theoretical_constant:.3f} from eq. 10.",
-            figure=_timescale_figure(lin, results.drift_times),
-            name="uv_timescales",
-        )
+    return ReportSection(
+        "Vector UV model: timescale against the learning rate",
+        "The decay time T_c of |u|^2+|v|^2 from a point of the valley falls as a power of eta for every "
+        f"gamma, and at gamma=0.3 the fitted/predicted ratio against tau_2/2 of eq. 9 is {ratio_txt}. "
+        f"Below gamma=2/3 the drift theory {'holds' if worst <= 0.05 else 'does not hold'} "
+        f"(fitted exponents within {100 * worst:.1f}% of 2(1-gamma)); the fitted C={lin.constant:.3f} "
+        f"against {lin.theoretical_constant:.3f} from eq. 10.",
+        figure=_timescale_figure(lin, results.drift_times),
+        name="uv_timescales",
     )
+
+
+def _alpha_section(results: MomentumResults) -> ReportSection:
+    uv = results.uv
+    lin = uv["linear"]
     rows = tuple(
         (
             gamma_key(g),
@@ -181,42 +179,44 @@ def build_momentum_report(out_dir: Path | str, results: MomentumResults, metadat
         if gamma_key(g) in res.alpha
     )
     above = [g for g in lin.config.gammas if g > OPTIMAL_EXPONENT]
-    readings.append(
-        ReportSection(
-            "Exponent alpha(gamma) for linear, tanh and ReLU first layers",
-            "The fitted exponent follows 2(1-gamma) for gamma in 0.3-0.5 with every activation (largest "
-            f"deviation {100 * worst_all:.1f}%), so the drift prediction holds beyond the linear model. "
-            + (
-                "Above 2/3 the measured exponents "
-                f"({', '.join(f'{gamma_key(g)}: {lin.alpha[gamma_key(g)]:.2f}' for g in above)}"
-                " for the linear model) are not gamma, as ERRATA 003.8 anticipates; they are reported as "
-                "measured."
-                if above
-                else "No gamma above 2/3 was run."
-            ),
-            figure=_alpha_figure(uv, results.exponent_gammas, results.paper_exponent),
-            name="uv_alpha",
-            table=Table(("gamma", "2(1-gamma)", *(f"alpha, {n}" for n in uv)), rows),
-        )
+    return ReportSection(
+        "Exponent alpha(gamma) for linear, tanh and ReLU first layers",
+        "The fitted exponent follows 2(1-gamma) for gamma in 0.3-0.5 with every activation (largest "
+        f"deviation {100 * worst_all:.1f}%), so the drift prediction holds beyond the linear model. "
+        + (
+            "Above 2/3 the measured exponents "
+            f"({', '.join(f'{gamma_key(g)}: {lin.alpha[gamma_key(g)]:.2f}' for g in above)}"
+            " for the linear model) are not gamma, as ERRATA 003.8 anticipates; they are reported as "
+            "measured."
+            if above
+            else "No gamma above 2/3 was run."
+        ),
+        figure=_alpha_figure(uv, results.exponent_gammas, results.paper_exponent),
+        name="uv_alpha",
+        table=Table(("gamma", "2(1-gamma)", *(f"alpha, {n}" for n in uv)), rows),
     )
+
+
+def _sensing_section(ms: MatrixSensingResult) -> ReportSection:
     times = ", ".join(
         f"{b:g}: {t:.0f}" if math.isfinite(t) else f"{b:g}: not reached"
         for b, t in zip(ms.config.momenta, ms.time_to_level, strict=True)
     )
     pred_beta = 1 - ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT
     optimum_agrees = abs((1 - ms.best_momentum) / (1 - pred_beta) - 1) < 0.5
-    readings.append(
-        ReportSection(
-            "Matrix sensing: trace of the Hessian and test error per momentum",
-            f"Steps to bring the trace within {100 * ms.config.level:g}% of its floor per beta are {times}, "
-            "so the speed along the valley is non-monotone in beta with the fastest at "
-            f"beta={ms.best_momentum:g}. "
-            f"The corrected prediction (ERRATA 003.6) is beta*={pred_beta:.4f}; the measured optimum "
-            f"{'agrees with it to the resolution of the grid' if optimum_agrees else 'differs from it'}.",
-            figure=_sensing_figure(ms),
-            name="matrix_sensing",
-        )
+    return ReportSection(
+        "Matrix sensing: trace of the Hessian and test error per momentum",
+        f"Steps to bring the trace within {100 * ms.config.level:g}% of its floor per beta are {times}, "
+        "so the speed along the valley is non-monotone in beta with the fastest at "
+        f"beta={ms.best_momentum:g}. "
+        f"The corrected prediction (ERRATA 003.6) is beta*={pred_beta:.4f}; the measured optimum "
+        f"{'agrees with it to the resolution of the grid' if optimum_agrees else 'differs from it'}.",
+        figure=_sensing_figure(ms),
+        name="matrix_sensing",
     )
+
+
+def _classifier_section(cl: ClassifierResult) -> ReportSection:
     cl_rows = tuple(
         (
             s.lr,
@@ -229,33 +229,34 @@ def build_momentum_report(out_dir: Path | str, results: MomentumResults, metadat
         for s in cl.sweeps
     )
     inside = cl.exponent_interval[0] <= OPTIMAL_EXPONENT <= cl.exponent_interval[1]
-    readings.append(
-        ReportSection(
-            "MNIST-1D classifier: optimal momentum against the learning rate",
-            "Left: the log-decrease of the Hessian trace after a fixed budget of label-noise steps and "
-            "projection, "
-            "against -log10(1-beta), with the hinge of eq. 14 per eta; right: 1-beta* against eta, fitted "
-            f"as C eta^gamma* with C={cl.constant:.3g} {_interval(cl.constant_interval)} and "
-            f"gamma*={cl.exponent:.3f} {_interval(cl.exponent_interval)}. "
-            f"The predicted exponent 2/3 is {'inside' if inside else 'outside'} the 95% interval, so at this "
-            f"scale the classifier {'is consistent with' if inside else 'does not confirm'} the 2/3 law.",
-            figure=_classifier_figure(cl),
-            name="classifier",
-            table=Table(
-                ("eta", "beta*", "95% CI", "1-beta*", "max A", "best test acc."),
-                cl_rows,
-                caption=f"start: Tr H = {cl.start_trace_hessian:.4g}, train loss {cl.start_train_loss:.2g}, "
-                f"test accuracy {cl.start_test_accuracy:.3f}",
-            ),
-        )
+    return ReportSection(
+        "MNIST-1D classifier: optimal momentum against the learning rate",
+        "Left: the log-decrease of the Hessian trace after a fixed budget of label-noise steps and "
+        "projection, "
+        "against -log10(1-beta), with the hinge of eq. 14 per eta; right: 1-beta* against eta, fitted "
+        f"as C eta^gamma* with C={cl.constant:.3g} {_interval(cl.constant_interval)} and "
+        f"gamma*={cl.exponent:.3f} {_interval(cl.exponent_interval)}. "
+        f"The predicted exponent 2/3 is {'inside' if inside else 'outside'} the 95% interval, so at this "
+        f"scale the classifier {'is consistent with' if inside else 'does not confirm'} the 2/3 law.",
+        figure=_classifier_figure(cl),
+        name="classifier",
+        table=Table(
+            ("eta", "beta*", "95% CI", "1-beta*", "max A", "best test acc."),
+            cl_rows,
+            caption=f"start: Tr H = {cl.start_trace_hessian:.4g}, train loss {cl.start_train_loss:.2g}, "
+            f"test accuracy {cl.start_test_accuracy:.3f}",
+        ),
     )
+
+
+def _limitations(cl: ClassifierResult) -> list[str]:
     off = [
         (s.lr, float(b))
         for s in cl.sweeps
         for b, loss in zip(s.momenta, s.train_loss, strict=True)
         if loss >= cl.config.valley_loss
     ]
-    limitations = [
+    return [
         f"{len(off)} of {sum(s.momenta.size for s in cl.sweeps)} classifier runs did not return below the "
         "valley "
         f"loss {cl.config.valley_loss:g} within {cl.config.projection_steps} projection steps (eta, beta: "
@@ -270,6 +271,14 @@ def build_momentum_report(out_dir: Path | str, results: MomentumResults, metadat
         "gives only the scaling, and the fitted exponents there are not gamma (ERRATA 003.8).",
         "The constant C of eq. 10 assumes a linear first layer; for tanh and ReLU the same C_sim is used.",
     ]
+
+
+def build_momentum_report(out_dir: Path | str, results: MomentumResults, metadata: dict | None = None
+                          ) -> Path:
+    """Write ``out_dir/report.html`` from loaded results; returns its path."""
+    uv, ms, cl = results.uv, results.sensing, results.classifier
+    lin = uv["linear"]
+    sections = [_uv_section(results), _alpha_section(results), _sensing_section(ms), _classifier_section(cl)]
     metadata = (metadata or {}) | {
         "vector UV config": asdict(lin.config) | {"activation": list(uv)},
         "matrix sensing config": asdict(ms.config),
@@ -279,9 +288,9 @@ def build_momentum_report(out_dir: Path | str, results: MomentumResults, metadat
     return write_report(
         Path(out_dir) / "report.html",
         "Momentum scaling for label-noise SGD (1 - beta = C eta^(2/3))",
-        readings,
-        summary=summary,
-        limitations=limitations,
+        sections,
+        summary=momentum_rows(results),
+        limitations=_limitations(cl),
         metadata=metadata,
         introduction="Reproduction of the two-timescale picture of 003 on a solvable model, "
         "matrix sensing and a small MNIST-1D classifier.",
