@@ -73,8 +73,8 @@ def _sentence(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------- 1. Arrhenius
-def _arrhenius_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSection:
-    a = study.arrhenius
+def _arrhenius_figure(a, curves: BasinsCurves):
+    """The figure of the section (theory curves as stored, simulation points)."""
     fig, (ax, ax_ratio) = _figure(2, width=4.8, height=3.8)
     inv = 1.0 / curves.arrhenius_temperatures
     ax.plot(
@@ -145,6 +145,13 @@ def _arrhenius_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSectio
     ax_ratio.axhline(1.0, color="k", lw=0.6)
     ax_ratio.set(xlabel="T", ylabel="ratio")
     ax_ratio.legend(fontsize=7)
+    return fig
+
+
+def _arrhenius_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSection:
+    a = study.arrhenius
+    fig = _arrhenius_figure(a, curves)
+    ratio = a.mc_mean / a.exact
 
     z = (a.mc_mean - a.exact) / a.mc_stderr
     k_ratio = a.kramers / a.exact_well_to_well
@@ -249,8 +256,8 @@ def _exit_time_section(study: EscapeStudy) -> ReportSection:
 
 
 # --------------------------------------------------------------------------------------- 3. occupation
-def _occupation_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSection:
-    o = study.occupation
+def _occupation_figure(o, curves: BasinsCurves):
+    """The figure of the section (theory curves as stored, simulation points)."""
     land = o.landscape
     fig, (ax_map, ax) = _figure(2, width=4.6, height=3.6)
     X, Y = np.meshgrid(curves.map_grid, curves.map_grid, indexing="ij")
@@ -289,6 +296,17 @@ def _occupation_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSecti
     )
     ax.set(xlabel="T", ylabel="P(wide basin, x < 0)", ylim=(0.35, 0.9))
     ax.legend(fontsize=7)
+    return fig
+
+
+def _occupation_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSection:
+    o = study.occupation
+    land = o.landscape
+    fig = _occupation_figure(o, curves)
+    iso = np.array([s.wide for s in o.isotropic])
+    iso_se = np.array([s.stderr for s in o.isotropic])
+    sgd = np.array([s.wide for s in o.sgd])
+    sgd_se = np.array([s.stderr for s in o.sgd])
 
     z_iso = (iso - o.quadrature) / iso_se
     shift = sgd - iso

@@ -427,6 +427,7 @@ def _theta_star_metadata(theta: dict[str, np.ndarray]) -> dict[str, Any]:
         "train accuracy": float(theta["accuracy"][0]),
         "test accuracy": float(theta["accuracy"][1]),
         "parameters": int(theta["num_parameters"]),
+        "training examples": int(theta["num_examples"]),
         "Hessian-vector products": int(theta["hvp_count"]),
         "||g||^2 at theta*": float(theta["gradient_sq_norm"]),
     }

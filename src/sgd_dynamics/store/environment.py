@@ -51,6 +51,7 @@ def collect_environment() -> dict:
         "versions": {
             "sgd_dynamics": _version("sgd-dynamics"),
             "matplotlib": _version("matplotlib"),
+            "mnist1d": _version("mnist1d"),
             "numpy": np.__version__,
             "scipy": _version("scipy"),
             "h5py": h5py.__version__,
