@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sgd_dynamics._validation import require
+
 if TYPE_CHECKING:
     from sgd_dynamics.experiments.escape_study import EscapeStudy
 
@@ -39,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from sgd_dynamics.experiments.basins import BasinsConfig, load_basins, run_basins
     from sgd_dynamics.report.escape_report import write_basins_report
 
-    if args.seed < 0:
-        raise ValueError(f"--seed={args.seed!r} is invalid: expected an integer >= 0")
+    require(args.seed >= 0, "--seed", args.seed, "an integer >= 0")
     config = BasinsConfig.quick(seed=args.seed) if args.quick else BasinsConfig(seed=args.seed)
     out = run_basins(config, Path(args.out), force=args.force)
     print(write_basins_report(out))

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.cli import plain
 from sgd_dynamics.theory.momentum_scaling import (
     OPTIMAL_EXPONENT,
@@ -76,8 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _advise(args: argparse.Namespace) -> int:
     lr = args.lr
-    if not (math.isfinite(lr) and 0 < lr < 1):
-        raise ValueError(f"--lr={lr!r} is invalid: expected 0 < lr < 1")
+    require(math.isfinite(lr) and 0 < lr < 1, "--lr", lr, "0 < lr < 1")
     uv_opts = {
         "--width": args.width,
         "--dataset-size": args.dataset_size,
@@ -91,8 +91,8 @@ def _advise(args: argparse.Namespace) -> int:
         given = [k for k, v in uv_opts.items() if v is not None]
         if given:
             raise ValueError(f"{given[0]} is only valid with --model uv, not with --constant")
-        if not (math.isfinite(args.constant) and args.constant > 0):
-            raise ValueError(f"--constant={args.constant!r} is invalid: expected a finite C > 0")
+        require(math.isfinite(args.constant) and args.constant > 0, "--constant", args.constant,
+                "a finite C > 0")
         constant = args.constant
     else:
         missing = [k for k, v in uv_opts.items() if v is None]
@@ -114,8 +114,7 @@ def _advise(args: argparse.Namespace) -> int:
                 "a finite mu2 > 0",
             ),
         ):
-            if not ok:
-                raise ValueError(f"{name}={value!r} is invalid: expected {valid}")
+            require(ok, name, value, valid)
         constant = uv_optimal_constant(args.width, args.dataset_size, args.label_noise, args.input_variance)
     try:
         beta = momentum_from_constant(lr, constant)
