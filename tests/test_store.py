@@ -1,8 +1,7 @@
-"""The run directory: round trip, commit interval, resume, refusals, repair, and SIGKILL crash tests."""
+"""The run directory: typed config round trip, lock, refusals and --force, summary.json, records, arrays."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -11,379 +10,187 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from sgd_dynamics.config_schema import setting, validate
 from sgd_dynamics.store import (
     LAYOUT_VERSION,
-    CorruptRunError,
-    IncompatibleRunError,
-    RunCompleteError,
-    RunExistsError,
-    RunStore,
-    RunStoreError,
-    load_run,
+    RunDirectory,
+    RunLockedError,
+    load_record,
+    read_arrays,
+    read_config,
+    read_kind,
+    save_record,
+    write_arrays,
+    write_summary,
 )
+from sgd_dynamics.verdicts import Row
 
 CONFIG = {"lr": 0.1, "momentum": 0.9, "model": {"width": 16, "depth": 2}}
 
 
-def _open(path: Path, **kwargs) -> RunStore:
-    kwargs.setdefault("flush_every_seconds", math.inf)
-    return RunStore.open(path, CONFIG, **kwargs)
+@dataclass(frozen=True)
+class Inner:
+    width: int = setting(16, "hidden width", minimum=1)
 
 
-# ----------------------------------------------------------------------------------------------- round trip
+@dataclass(frozen=True)
+class Config:
+    lr: float = setting(0.1, "learning rate", minimum=0, exclusive_minimum=True)
+    lrs: tuple[float, ...] = setting((0.1, 0.2), "swept")
+    inner: Inner = setting(help="a nested table", default_factory=Inner)
 
-def test_round_trip_readable_with_plain_h5py(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = [(k, rng.standard_normal((3, 2)), rng.integers(0, 9, size=4)) for k in range(25)]
-    store = _open(tmp_path / "run", flush_every_steps=4)
-    for k, position, counts in rows:
-        store.append(step=k, loss=float(k) ** 0.5, position=position, counts=counts)
-    store.append(snapshot=np.arange(5.0))   # a sparse stream with its own length
-    store.finish()
-
-    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
-    assert progress["complete"] is True
-    assert progress["lengths"] == {"step": 25, "loss": 25, "position": 25, "counts": 25, "snapshot": 1}
-    with h5py.File(tmp_path / "run" / "arrays.h5", "r") as f:
-        assert f.attrs["layout_version"] == LAYOUT_VERSION
-        assert json.loads(f.attrs["config"]) == CONFIG
-        assert f["position"].maxshape == (None, 3, 2)
-        assert f["position"].chunks[1:] == (3, 2)
-        np.testing.assert_array_equal(f["position"][:], np.stack([r[1] for r in rows]))
-        np.testing.assert_array_equal(f["counts"][:], np.stack([r[2] for r in rows]))
-        np.testing.assert_array_equal(f["loss"][:], np.arange(25.0) ** 0.5)
-        assert f["step"].dtype.kind == "i"
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["config"] == CONFIG
-    assert run["environment"]["versions"]["numpy"] == np.__version__
-    assert run["environment"]["versions"]["h5py"] == h5py.__version__
-    assert run["environment"]["python"] == sys.version.split()[0]
-
-    record = load_run(tmp_path / "run")
-    assert record.complete and record.config == CONFIG
-    np.testing.assert_array_equal(record.arrays["snapshot"], np.arange(5.0)[None])
+    def __post_init__(self) -> None:
+        validate(self)
 
 
-def test_commit_interval_and_buffered_rows(tmp_path):
-    store = _open(tmp_path / "run", flush_every_steps=3)
-    for k in range(5):
-        store.append(x=float(k))
-    assert store.committed_lengths == {"x": 3}
-    assert store.lengths == {"x": 5}
-    assert json.loads((tmp_path / "run" / "progress.json").read_text())["lengths"] == {"x": 3}
-    np.testing.assert_array_equal(store.read("x"), np.arange(5.0))   # read flushes
-    assert store.committed_lengths == {"x": 5}
-    store.close()
+# ---------------------------------------------------------------------------------------------- run directory
+
+def test_open_writes_kind_config_environment_and_reloads_the_typed_config(tmp_path):
+    config = Config(lr=0.05, lrs=(0.01, 0.02), inner=Inner(8))
+    with RunDirectory.open(tmp_path / "run", "study", config) as run:
+        with run.stage("work"):
+            pass
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["layout_version"] == LAYOUT_VERSION and stored["kind"] == "study"
+    assert stored["config"] == {"lr": 0.05, "lrs": [0.01, 0.02], "inner": {"width": 8}}
+    assert read_kind(tmp_path / "run") == "study"
+    again = read_config(tmp_path / "run", Config)
+    assert again == config and isinstance(again.lrs, tuple) and isinstance(again.inner, Inner)
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["versions"]["numpy"] == np.__version__ and env["python"] == sys.version.split()[0]
+    assert set(json.loads((tmp_path / "run" / "timings.json").read_text())) == {"work"}
 
 
-def test_append_validates_rows_and_keeps_the_store_consistent(tmp_path):
-    store = _open(tmp_path / "run")
-    store.append(a=np.zeros(3), b=1.0)
-    with pytest.raises(ValueError, match=r"a row has shape \(4,\): expected \(3,\)"):
-        store.append(b=2.0, a=np.zeros(4))
-    assert store.lengths == {"a": 1, "b": 1}   # the valid b of the rejected call was not appended
-    with pytest.raises(ValueError, match="name 'bad-name' is invalid"):
-        store.append(**{"bad-name": 1.0})
-    with pytest.raises(ValueError, match="dtype <U3"):
-        store.append(c="abc")
-    with pytest.raises(ValueError, match="state of type int is invalid"):
-        store.checkpoint(3)
-    store.close()
-    with pytest.raises(RunStoreError, match="is closed"):
-        store.append(b=3.0)
+def test_same_config_continues_and_a_changed_one_is_refused_then_kept_aside_with_force(tmp_path):
+    path = tmp_path / "run"
+    with RunDirectory.open(path, "study", Config()) as run:
+        write_arrays(run.path / "result.h5", {"x": np.arange(3)})
+    with RunDirectory.open(path, "study", Config()):   # the same run: continued, nothing lost
+        pass
+    assert (path / "result.h5").exists()
+    with pytest.raises(ValueError, match=r"holds a run with a different configuration \('lr' \(stored 0.1, "
+                       r"given 0.2\)\): rerun with --force .* or choose another --out"):
+        RunDirectory.open(path, "study", Config(lr=0.2))
+    with RunDirectory.open(path, "study", Config(lr=0.2), force=True) as run:
+        aside = run.moved_aside
+    assert aside is not None and aside.name.startswith("run.old-")
+    np.testing.assert_array_equal(read_arrays(aside / "result.h5")["x"], np.arange(3))   # old results kept
+    assert read_config(aside, Config) == Config() and read_config(path, Config) == Config(lr=0.2)
+    assert not (path / "result.h5").exists()
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"flush_every_steps": 0}, "flush_every_steps=0 is invalid"),
-    ({"flush_every_seconds": -1.0}, "flush_every_seconds=-1.0 is invalid"),
-    ({"resume": True, "overwrite": True}, "resume=True and overwrite=True are invalid"),
-    ({"compression": "lzf"}, "compression='lzf' is invalid"),
-])
-def test_invalid_arguments(tmp_path, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        RunStore.open(tmp_path / "run", CONFIG, **kwargs)
+def test_a_failed_start_leaves_nothing_that_blocks_a_rerun(tmp_path):
+    path = tmp_path / "run"
+    RunDirectory.open(path, "study", Config(lr=0.3)).close()   # created, then the run failed: no results
+    with RunDirectory.open(path, "study", Config(lr=0.4)):    # a fixed config reuses it without --force
+        pass
+    assert read_config(path, Config) == Config(lr=0.4)
 
 
-def test_config_must_be_json(tmp_path):
-    with pytest.raises(ValueError, match="config is invalid"):
-        RunStore.open(tmp_path / "run", {"f": object()})
-    with pytest.raises(ValueError, match="config is invalid"):
-        RunStore.open(tmp_path / "run", {"x": math.nan})
+def test_another_kind_or_an_older_layout_is_refused_with_the_way_on(tmp_path):
+    path = tmp_path / "run"
+    with RunDirectory.open(path, "momentum", Config()) as run:
+        (run.path / "results").mkdir()
+    with pytest.raises(ValueError, match="holds a momentum run, not a study run: rerun with --force"):
+        RunDirectory.open(path, "study", Config())
+    old = tmp_path / "old"
+    (old / "points").mkdir(parents=True)
+    (old / "config.json").write_text(json.dumps({"lr": 0.1}))
+    with pytest.raises(ValueError, match="holds files that are not a run of this version: rerun with --for"):
+        RunDirectory.open(old, "study", Config())
+    with pytest.raises(ValueError, match="RUN_DIR=.* was written by an older sgd-dynamics"):
+        read_kind(old)
+    with pytest.raises(ValueError, match="RUN_DIR=.* is not a run directory"):
+        read_kind(tmp_path / "missing")
 
 
-# ----------------------------------------------------------------------------------------------- resume
-
-def test_resume_without_state_keeps_committed_rows(tmp_path):
-    store = _open(tmp_path / "run", flush_every_steps=4)
-    for k in range(10):
-        store.append(x=k)
-    store._closed = True   # simulate a crash: buffered rows 8, 9 are never flushed
-    store._release_lock(store._lock)
-    again = _open(tmp_path / "run", resume=True, flush_every_steps=4)
-    assert again.resumed and again.state is None
-    assert again.lengths == {"x": 8}
-    again.append(x=100)
-    np.testing.assert_array_equal(again.read("x"), [*range(8), 100])
-    again.close()
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    from sgd_dynamics.store import RunDirectory
+    from sgd_dynamics.config_schema import setting
+    run = RunDirectory.open(sys.argv[1], "study", {config})
+    print("ready", flush=True)
+    time.sleep(60)
+""")
 
 
-def test_resume_truncates_to_the_checkpoint(tmp_path):
-    store = _open(tmp_path / "run", flush_every_steps=2)
-    for k in range(6):
-        store.append(x=k)
-    store.checkpoint(b"state at 6")
-    for k in range(6, 11):
-        store.append(x=k, late=k)   # "late" first appears after the checkpoint
-    store.close()   # flushed: 11 rows committed, but the state belongs to 6
-    again = _open(tmp_path / "run", resume=True)
-    assert again.state == b"state at 6"
-    assert again.lengths == {"x": 6}
-    np.testing.assert_array_equal(again.read("x"), np.arange(6))
-    with h5py.File(tmp_path / "run" / "arrays.h5", "r") as f:
-        assert "late" not in f and f["x"].shape == (6,)
-    with h5py.File(tmp_path / "run" / "arrays.mirror.h5", "r") as f:
-        assert "late" not in f and f["x"].shape == (6,)
-    again.close()
+def test_a_second_process_on_the_same_directory_fails_fast_naming_the_holder(tmp_path):
+    code = "import dataclasses\n" + _HOLDER.replace("{config}", "dataclasses.make_dataclass('C', [])()")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        t0 = time.monotonic()
+        with pytest.raises(RunLockedError, match=f"--out=.* is in use by process {holder.pid} "):
+            RunDirectory.open(tmp_path / "run", "study", __import__("dataclasses").make_dataclass("C", [])())
+        assert time.monotonic() - t0 < 30   # fails fast rather than waiting for the holder
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    RunDirectory.open(tmp_path / "run", "study", __import__("dataclasses").make_dataclass("C", [])()).close()
 
 
-def test_state_from_path_and_torch_save(tmp_path):
-    torch = pytest.importorskip("torch")
-    state = {"weight": torch.arange(6.0).reshape(2, 3), "step": 7}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    blob = tmp_path / "blob.pt"
-    blob.write_bytes(buffer.getvalue())
-    store = _open(tmp_path / "run")
-    store.append(x=1.0)
-    store.checkpoint(blob)
-    store.checkpoint(buffer.getvalue())   # the second checkpoint replaces the first file
-    assert len(list((tmp_path / "run" / "state").iterdir())) == 1
-    store.close()
-    again = _open(tmp_path / "run", resume=True)
-    loaded = torch.load(again.state_path, weights_only=True)
-    assert torch.equal(loaded["weight"], state["weight"]) and loaded["step"] == 7
-    again.close()
+# ----------------------------------------------------------------------------------------------- summary.json
+
+def test_summary_json_has_the_six_key_rows_and_the_stationarity_block(tmp_path):
+    rows = [Row("speed", 1.1, 1.0, 0.05), Row("speed ok", 1.02, 1.0, 0.05), Row("trend", 1.0, 1.0, 0.0),
+            Row("info", math.nan, 2.0), Row("not stationary", 1.0, 1.0, 0.1, stationary=False)]
+    write_summary(tmp_path, rows, displacement={"lr": 0.1, "replicas": []})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stationarity"] == {"stationary": None, "criteria": []}
+    assert summary["displacement"] == {"lr": 0.1, "replicas": []}
+    assert [r["verdict"] for r in summary["rows"]] == ["fails", "holds", "reported", "reported",
+                                                       "not_stationary"]
+    for r in summary["rows"]:
+        assert list(r) == ["quantity", "predicted", "measured", "relative_error", "tolerance", "verdict"]
+    first = summary["rows"][0]
+    assert first["relative_error"] == pytest.approx((1.1 - 1.0) / 1.0) and first["tolerance"] == 0.05
+    assert summary["rows"][2]["tolerance"] is None             # a zero tolerance cannot be judged
+    assert summary["rows"][3]["predicted"] is None and summary["rows"][3]["relative_error"] is None
 
 
-def test_second_writer_is_refused(tmp_path):
-    store = _open(tmp_path / "run")
-    with pytest.raises(RunStoreError, match="is open in another RunStore"):
-        _open(tmp_path / "run", resume=True)
-    store.close()
-    _open(tmp_path / "run", resume=True).close()   # released on close
+# ----------------------------------------------------------------------------------------------- records
+
+@dataclass(frozen=True)
+class _Part:
+    values: np.ndarray
+    interval: tuple[float, float]
 
 
-# ----------------------------------------------------------------------------------------------- refusals
-
-def test_complete_run_is_never_overwritten_silently(tmp_path):
-    store = _open(tmp_path / "run")
-    store.append(x=1.0)
-    store.finish()
-    with pytest.raises(RunCompleteError, match=r"directory .*run holds a complete run; pass overwrite=True"):
-        _open(tmp_path / "run")
-    read_only = _open(tmp_path / "run", resume=True)
-    assert read_only.complete
-    with pytest.raises(RunCompleteError, match="read-only"):
-        read_only.append(x=2.0)
-    read_only.close()
-    np.testing.assert_array_equal(load_run(tmp_path / "run").arrays["x"], [1.0])
-    fresh = _open(tmp_path / "run", overwrite=True)
-    assert fresh.lengths == {} and not fresh.complete
-    fresh.close()
+@dataclass(frozen=True)
+class _Result:
+    parts: tuple[_Part, ...]
+    by_name: dict[str, float]
+    note: str | None
+    ragged: tuple[np.ndarray, ...]
+    potential: object
 
 
-def test_unfinished_run_needs_resume_or_overwrite(tmp_path):
-    _open(tmp_path / "run").close()
-    with pytest.raises(RunExistsError, match="unfinished run.*pass resume=True"):
-        _open(tmp_path / "run")
+def test_a_nested_result_comes_back_as_the_same_typed_object(tmp_path):
+    from sgd_dynamics.theory.potential import parse_potential
 
-
-def test_config_mismatch_is_incompatible(tmp_path):
-    _open(tmp_path / "run").close()
-    other = {**CONFIG, "model": {"width": 32, "depth": 2}}
-    with pytest.raises(IncompatibleRunError, match=r"run.* another config: model.width: stored 16, given 32"):
-        RunStore.open(tmp_path / "run", other, resume=True)
-
-
-def test_layout_version_mismatch_is_incompatible(tmp_path):
-    _open(tmp_path / "run").close()
-    run = json.loads((tmp_path / "run" / "run.json").read_text())
-    (tmp_path / "run" / "run.json").write_text(json.dumps({**run, "layout_version": 99}))
-    with pytest.raises(IncompatibleRunError, match=r"run.json has layout_version 99, this sgd_dyn"):
-        _open(tmp_path / "run", resume=True)
-
-
-@pytest.mark.parametrize(("damage", "match"), [
-    (lambda d: (d / "progress.json").unlink(), "corrupt: the progress marker progress.json is missing"),
-    (lambda d: (d / "run.json").write_text("{not json"), "corrupt: run.json is unreadable"),
-    (lambda d: [(d / n).write_bytes(b"\0" * 64) for n in ("arrays.h5", "arrays.mirror.h5")],
-     "corrupt: arrays.h5 is unreadable .* arrays.mirror.h5 is unreadable"),
-    (lambda d: [(d / n).unlink() for n in ("arrays.h5", "arrays.mirror.h5")],
-     "corrupt: arrays.h5 is missing and arrays.mirror.h5 is missing"),
-])
-def test_corrupt_directory_names_path_and_problem(tmp_path, damage, match):
-    store = _open(tmp_path / "run")
-    store.append(x=1.0)
-    store.close()
-    damage(tmp_path / "run")
-    with pytest.raises(CorruptRunError, match=match) as info:
-        _open(tmp_path / "run", resume=True)
-    assert str(tmp_path / "run") in str(info.value)
-    _open(tmp_path / "run", overwrite=True).close()   # overwrite replaces even a corrupt run
-
-
-def test_foreign_directory_and_file_are_refused(tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "notes.txt").write_text("mine")
-    with pytest.raises(CorruptRunError, match="data is not a run directory"):
-        _open(tmp_path / "data", overwrite=True)
-    assert (tmp_path / "data" / "notes.txt").read_text() == "mine"
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(RunStoreError, match="is a file, not a directory"):
-        _open(tmp_path / "file")
-
-
-@pytest.mark.parametrize("damaged", ["arrays.h5", "arrays.mirror.h5"])
-def test_damaged_hdf5_file_is_rebuilt_from_the_other(tmp_path, damaged):
-    x = np.random.default_rng(1).standard_normal((12, 3))
-    store = _open(tmp_path / "run", flush_every_steps=5)
-    for row in x:
-        store.append(x=row)
-    store.close()
-    target = tmp_path / "run" / damaged
-    raw = bytearray(target.read_bytes())
-    raw[:512] = bytes(512)   # wipe the superblock
-    target.write_bytes(bytes(raw))
-    again = _open(tmp_path / "run", resume=True)
-    np.testing.assert_array_equal(again.read("x"), x)
-    assert again._progress["sessions"][-1]["repaired"].startswith("unreadable")
-    again.close()
-    for name in ("arrays.h5", "arrays.mirror.h5"):
-        with h5py.File(tmp_path / "run" / name, "r") as f:
-            np.testing.assert_array_equal(f["x"][:], x)
-
-
-def test_tensorboard_unavailable_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ImportError, match=r"tensorboard=True needs torch and the `tensorboard` package"):
-        RunStore.open(tmp_path / "run", CONFIG, tensorboard=True)
-    assert not (tmp_path / "run").exists()   # failed before creating anything
-
-
-# ----------------------------------------------------------------------------------------------- crashes
-
-TRAINING = textwrap.dedent('''
-    """Heavy-ball SGD on a noisy quadratic, logging into a RunStore; resumable from its state blob."""
-    import math, os, pickle, signal, sys, time
-    import numpy as np
-    from sgd_dynamics.store import RunStore
-
-    path, n_steps, mode, kill_at = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-    config = {"dim": 6, "lr": 0.05, "momentum": 0.9, "noise": 0.3, "n_steps": n_steps, "seed": 7}
-    hessian = np.diag(np.linspace(0.2, 3.0, config["dim"]))
-    armed = False
-    if mode in ("kill_in_primary", "kill_in_mirror"):
-        import h5py
-        target = "arrays.h5" if mode == "kill_in_primary" else "arrays.mirror.h5"
-        original = h5py.Dataset.__setitem__
-        def write_then_die(self, key, value):   # SIGKILL with the HDF5 file open, rows half-written
-            original(self, key, value)
-            if armed and self.file.filename.endswith(target):
-                self.file.flush()   # one dataset's new rows reach the disk, the others' do not
-                os.kill(os.getpid(), signal.SIGKILL)
-        h5py.Dataset.__setitem__ = write_then_die
-
-    store = RunStore.open(path, config, resume=True, flush_every_steps=7, flush_every_seconds=math.inf)
-    rng = np.random.default_rng(config["seed"])
-    theta, buffer, start = np.ones(config["dim"]), np.zeros(config["dim"]), 0
-    if store.state is not None:
-        saved = pickle.loads(store.state)
-        rng.bit_generator.state = saved["rng"]
-        theta, buffer, start = saved["theta"], saved["buffer"], saved["step"]
-    assert store.lengths.get("step", 0) == start, (store.lengths, start)
-    for k in range(start, n_steps):
-        noise = config["noise"] * rng.standard_normal(config["dim"])
-        buffer = config["momentum"] * buffer + hessian @ theta + noise
-        theta = theta - config["lr"] * buffer
-        store.append(step=k, theta=theta, noise=noise, loss=0.5 * theta @ hessian @ theta)
-        if k % 25 == 24:
-            store.checkpoint(pickle.dumps({"rng": rng.bit_generator.state, "theta": theta,
-                                           "buffer": buffer, "step": k + 1}))
-        armed = k >= kill_at
-        if mode == "kill_between_flushes" and k == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if mode == "slow":
-            time.sleep(0.0005)
-            if k == n_steps - 2:
-                time.sleep(60)   # the parent kills it by now at the latest
-    store.finish()
-''')
-
-N_STEPS = 200
-
-
-def _train(script: Path, run: Path, mode: str = "plain", kill_at: int = -1) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), str(run), str(N_STEPS), mode, str(kill_at)],
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-@pytest.fixture(scope="module")
-def training(tmp_path_factory):
-    base = tmp_path_factory.mktemp("crash")
-    script = base / "train.py"
-    script.write_text(TRAINING)
-    done = _train(script, base / "reference")
-    assert done.returncode == 0, done.stderr
-    return script, load_run(base / "reference")
-
-
-def _assert_same_run(run: Path, reference) -> None:
-    record = load_run(run)
-    assert record.complete
-    assert set(record.arrays) == set(reference.arrays) == {"step", "theta", "noise", "loss"}
-    for name, array in reference.arrays.items():
-        assert np.array_equal(record.arrays[name], array), name
-    np.testing.assert_array_equal(record.arrays["step"], np.arange(N_STEPS))
-
-
-@pytest.mark.parametrize(("mode", "kill_at"), [("kill_between_flushes", 163), ("kill_in_primary", 90),
-                                               ("kill_in_mirror", 126)])
-def test_sigkill_then_restart_gives_the_uninterrupted_arrays(training, tmp_path, mode, kill_at):
-    script, reference = training
-    killed = _train(script, tmp_path / "run", mode, kill_at)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
-    assert not progress["complete"]
-    # a crash loses at most one flush interval (7 rows)
-    assert progress["lengths"]["step"] >= kill_at + 1 - 7
-    resumed = _train(script, tmp_path / "run")
-    assert resumed.returncode == 0, resumed.stderr
-    _assert_same_run(tmp_path / "run", reference)
-
-
-def test_sigkill_from_outside_at_an_arbitrary_moment(training, tmp_path):
-    script, reference = training
-    child = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), str(N_STEPS), "slow", "-1"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    progress = tmp_path / "run" / "progress.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and child.poll() is None:
-        if progress.exists() and json.loads(progress.read_text())["lengths"].get("step", 0) >= 40:
-            break
-        time.sleep(0.005)
-    os.kill(child.pid, signal.SIGKILL)
-    _, err = child.communicate(timeout=30)
-    assert child.returncode == -signal.SIGKILL, err
-    assert not json.loads(progress.read_text())["complete"]
-    resumed = _train(script, tmp_path / "run")
-    assert resumed.returncode == 0, resumed.stderr
-    _assert_same_run(tmp_path / "run", reference)
+    rng = np.random.default_rng(1)
+    result = _Result((_Part(rng.standard_normal(3), (0.1, 0.9)), _Part(np.arange(4), (-1.0, 1.0))),
+                     {"0.3": 1.5, "0.5": math.nan}, None, (np.ones(2), np.zeros(5)),
+                     parse_potential("(x**2 - 1)**2"))
+    save_record(tmp_path, "result", result)
+    again = load_record(tmp_path, "result", _Result)
+    assert isinstance(again.parts[0], _Part) and again.parts[1].interval == (-1.0, 1.0)
+    np.testing.assert_array_equal(again.parts[0].values, result.parts[0].values)
+    assert again.by_name["0.3"] == 1.5 and math.isnan(again.by_name["0.5"]) and again.note is None
+    assert [a.shape for a in again.ragged] == [(2,), (5,)]
+    assert again.potential.expression == "(x**2 - 1)**2"
+    assert float(again.potential.energy(0.0)) == 1.0          # parsed again, usable
+    with h5py.File(tmp_path / "result.h5", "r") as f:         # the arrays are plain HDF5 datasets
+        np.testing.assert_array_equal(f["parts/1/values"][()], np.arange(4))
 
 
 # ----------------------------------------------------------------------------------------------- array files
@@ -494,7 +301,7 @@ def test_leftover_temporary_file_is_overwritten(tmp_path):
 
 
 def test_existing_file_is_replaced_only_by_a_complete_one(tmp_path, monkeypatch):
-    import sgd_dynamics.store as store
+    import sgd_dynamics.store.arrays as store
 
     old = {"x": np.arange(3)}
     store.write_arrays(tmp_path / "r.h5", old)

@@ -1,5 +1,6 @@
 import argparse
 import base64
+import json
 import re
 from html.parser import HTMLParser
 
@@ -8,6 +9,7 @@ import pytest
 
 from sgd_dynamics.cli import basins
 from sgd_dynamics.experiments.basin_selection import SGD_ELIMINATION_ALLOWANCE, sgd_noise_occupation
+from sgd_dynamics.experiments.basins import BasinsConfig, basins_curves, basins_rows, load_basins, run_basins
 from sgd_dynamics.experiments.escape_study import (
     EscapeStudyConfig,
     arrhenius_slope_stderr,
@@ -94,7 +96,7 @@ def test_quick_study_occupation_isotropic_matches_gibbs_and_sgd_noise_lowers_the
 
 def test_quick_report_is_valid_html_with_embedded_pngs_all_sections_and_measured_numbers(study, tmp_path):
     extra = ReportSection("Time-scales: spectral gap", "An appended section. It reads from its own numbers.")
-    path = escape_report.build_escape_report(tmp_path, study, extra_sections=[extra])
+    path = escape_report.build_escape_report(tmp_path, study, basins_curves(study), extra_sections=[extra])
     assert path == tmp_path / "report.html"
     page = _parse(path)
     for tag in ("html", "body", "section", "figure", "table"):
@@ -125,11 +127,11 @@ def test_quick_report_is_valid_html_with_embedded_pngs_all_sections_and_measured
 
 def test_bad_input_names_the_parameter(study, tmp_path):
     with pytest.raises(ValueError, match=r"extra_sections\[0\]='oops' is invalid: expected a ReportSection"):
-        escape_report.build_escape_report(tmp_path, study, extra_sections=["oops"])
+        escape_report.build_escape_report(tmp_path, study, basins_curves(study), extra_sections=["oops"])
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ValueError, match="out_dir=.* is invalid: expected a directory"):
-        escape_report.write_escape_report(blocker, quick=True)
+    with pytest.raises(ValueError, match="--out=.* is invalid: expected a directory"):
+        run_basins(BasinsConfig.quick(), blocker)
     with pytest.raises(ValueError, match="seed=-1 is invalid: expected an integer >= 0"):
         run_escape_study(quick=True, seed=-1)
     with pytest.raises(ValueError, match="exit_replicas=5 is invalid: expected an integer >= 10"):
@@ -146,8 +148,25 @@ def _parser():
     return parser
 
 
-def test_cli_basins_writes_the_page_and_prints_its_path_and_summary(study, tmp_path, monkeypatch, capsys):
+def _stand_in_timescales():
+    """Small AutocorrelationStudy / RateMatrixStudy records (the real ones take ~10 s)."""
+    from sgd_dynamics.experiments.timescales import AutocorrelationStudy, RateMatrixStudy
+    from sgd_dynamics.simulate.timescales import MeasuredRateMatrix
+    from sgd_dynamics.theory.metastability import RateMatrix
+
+    q = np.array([[-1.0, 1.0, 0.0], [0.5, -1.0, 0.5], [0.0, 1.0, -1.0]])
+    measured = MeasuredRateMatrix(q, q * 0.1, np.ones((3, 3), np.int64), np.ones(3))
+    rates = RateMatrixStudy(0.2, np.array([-1.0, 0.0, 1.0]), 0.1, measured, RateMatrix(q), RateMatrix(q),
+                            10.0, np.array([0.2]), np.ones((1, 4)))
+    return AutocorrelationStudy((), (0.5, 2.0), 0.01, 10, 5.0), rates
+
+
+def test_cli_basins_writes_the_run_directory_the_page_and_prints_its_path_and_summary(study, tmp_path,
+                                                                                      monkeypatch, capsys):
+    from sgd_dynamics.experiments import basins as basins_study
+
     calls = []
+    auto, rates = _stand_in_timescales()
 
     def cached(**kwargs):
         calls.append(kwargs)
@@ -155,23 +174,35 @@ def test_cli_basins_writes_the_page_and_prints_its_path_and_summary(study, tmp_p
 
     section_calls = []
 
-    def sections(**kwargs):  # the real time-scale studies take ~10 s; test_timescales covers them
+    def sections(**kwargs):
         section_calls.append(kwargs)
         return [ReportSection("Time-scales stand-in", "Appended by the CLI. It reads from its own numbers.")]
 
-    monkeypatch.setattr(escape_report, "run_escape_study", cached)
+    monkeypatch.setattr(basins_study, "run_escape_study", cached)
+    monkeypatch.setattr(basins_study, "autocorrelation_study", lambda quick, seed: auto)
+    monkeypatch.setattr(basins_study, "rate_matrix_study", lambda quick, seed: rates)
     monkeypatch.setattr(timescale_figures, "timescale_sections", sections)
     out = tmp_path / "runs" / "basins"
     args = _parser().parse_args(["basins", "--quick", "--out", str(out), "--seed", "3"])
     assert args.func(args) == 0
-    assert calls == [{"quick": True, "seed": 3}]
-    assert section_calls == [{"quick": True, "seed": 3}]
+    assert calls == [{"config": EscapeStudyConfig.quick(), "seed": 3}]
+    assert [sorted(c) for c in section_calls] == [["autocorrelation", "rate_matrix"]]
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == str(out / "report.html") and (out / "report.html").is_file()
     headings = _parse(out / "report.html").h2
     assert headings.index("Time-scales stand-in") > headings.index(escape_report.SECTION_TITLES[-1])
     assert f"Arrhenius slope {study.arrhenius.fit_mc.barrier:.3f}" in lines[1]
     assert lines[3].startswith("annealing, fraction in the deeper basin")
+    # the stored study comes back equal to the one computed, and the summary has the six-key rows
+    again = load_basins(out)
+    np.testing.assert_array_equal(again.study.arrhenius.mc_mean, study.arrhenius.mc_mean)
+    landscape = study.occupation.landscape
+    assert again.study.occupation.landscape.potential.expression == landscape.potential.expression
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stationarity"] == {"stationary": None, "criteria": []}
+    assert len(summary["rows"]) == len(basins_rows(study))
+    assert set(summary["rows"][0]) == {"quantity", "predicted", "measured", "relative_error", "tolerance",
+                                       "verdict"}
     defaults = _parser().parse_args(["basins"])
     assert (defaults.out, defaults.seed, defaults.quick) == ("runs/basins", 0, False)
 

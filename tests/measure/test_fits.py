@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sgd_dynamics.measure.fits import (
+from sgd_dynamics.estimation import (
     fit_exponential_decay,
     fit_hinge,
     fit_power_law,
@@ -227,3 +227,30 @@ def test_hinge_noisy_recovery_and_brute_force_scan():
 def test_hinge_rejects_too_few_points():
     with pytest.raises(ValueError, match=r"x=\(3 distinct values\) is invalid: expected at least 4"):
         fit_hinge([0.1, 0.2, 0.3, 0.3], [1.0, 2.0, 3.0, 3.0])
+
+
+# ----------------------------------------------------------------------------------------------- the layer
+
+
+def test_estimation_layer_imports_without_torch_and_measure_reexports_it():
+    import subprocess
+    import sys
+
+    code = ("import sys, sgd_dynamics.estimation as e; assert 'torch' not in sys.modules; "
+            "from sgd_dynamics.measure import fit_power_law; "
+            "from sgd_dynamics.measure.fits import fit_hinge; "
+            "assert fit_power_law is e.fit_power_law and fit_hinge is e.fit_hinge")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_log_linear_decay_rate_matches_scipy_linregress():
+    from scipy import stats
+
+    from sgd_dynamics.estimation import log_linear_decay_rate
+
+    rng = np.random.default_rng(4)
+    t = np.linspace(0.0, 3.0, 40)
+    y = 2.0 * np.exp(-0.8 * t) * np.exp(0.05 * rng.standard_normal(t.size))
+    assert log_linear_decay_rate(t, y) == pytest.approx(-stats.linregress(t, np.log(y)).slope, rel=1e-12)
+    with pytest.raises(ValueError, match="<= 0 inside window"):
+        log_linear_decay_rate(t, y - 1.0)

@@ -84,20 +84,51 @@ def test_report_embeds_decodable_png_figures(tmp_path, quick_classifier):
     assert "alpha(gamma=0.3), tanh first layer" in text and "classifier: gamma*" in text
 
 
-def test_cli_report_prints_the_page_path(tmp_path, monkeypatch, capsys):
+def test_cli_report_runs_the_study_into_the_run_directory_and_prints_the_page(tmp_path, monkeypatch, capsys):
+    from sgd_dynamics.experiments import momentum_study
+
     if "momentum" not in cli._SUBCOMMANDS:
         monkeypatch.setattr(cli, "_SUBCOMMANDS", cli._SUBCOMMANDS + ("momentum",))
     calls = []
 
-    def fake(out_dir, quick=False):
-        calls.append((out_dir, quick))
-        return out_dir / "momentum_report.html"
+    def fake_run(config, out, force=False):
+        calls.append((config, out, force))
+        return out
 
-    monkeypatch.setattr(momentum_report, "write_momentum_report", fake)
+    monkeypatch.setattr(momentum_study, "run_momentum", fake_run)
+    monkeypatch.setattr(momentum_report, "write_momentum_report", lambda out: out / "report.html")
     assert cli.main(["momentum", "report", "--quick", "--out", str(tmp_path / "r")]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "momentum_report.html")
-    assert calls == [(tmp_path / "r", True)]
+    assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "report.html")
+    assert calls == [(momentum_study.MomentumConfig.quick(), tmp_path / "r", False)]
     bad = tmp_path / "file"
     bad.write_text("x")
+    monkeypatch.undo()
+    monkeypatch.setattr(cli, "_SUBCOMMANDS", tuple(dict.fromkeys((*cli._SUBCOMMANDS, "momentum"))))
     assert cli.main(["momentum", "report", "--out", str(bad)]) == 2
     assert "--out=" in capsys.readouterr().err
+
+
+def test_run_momentum_writes_one_run_directory_that_report_run_dir_redraws(tmp_path, monkeypatch, capsys,
+                                                                          quick_classifier):
+    import json
+
+    from sgd_dynamics.experiments import momentum_study
+
+    config = momentum_study.MomentumConfig(
+        uv=UVStudyConfig.quick(gammas=(0.3, 0.8), lrs=(0.03, 0.1), replicas=4),
+        sensing=MatrixSensingConfig(momenta=(0.9, 0.99, 0.998), steps=500, replicas=1, record_every=50),
+        classifier=quick_classifier.config)
+    monkeypatch.setattr(momentum_study, "run_classifier_study", lambda cfg: quick_classifier)
+    run = momentum_study.run_momentum(config, tmp_path / "run")
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["kind"] == "momentum" and momentum_study.momentum_config(run) == config
+    loaded = momentum_study.load_momentum(run)
+    assert loaded.classifier.exponent == quick_classifier.exponent
+    again = run_matrix_sensing(config.sensing)   # the stored arrays are the computed ones, bit for bit
+    np.testing.assert_array_equal(loaded.sensing.trace_hessian, again.trace_hessian)
+    summary = json.loads((run / "summary.json").read_text())
+    rows = momentum_study.momentum_rows(loaded)
+    assert [r["quantity"] for r in summary["rows"]] == [r.quantity for r in rows]
+    assert cli.main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {(run / 'report.html').resolve()}"
+    assert "classifier: gamma*" in (run / "report.html").read_text()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import re
 import sys
 from collections.abc import Sequence
 
@@ -24,10 +26,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def plain(text: str) -> str:
+    """Help text without reST markup (double backticks and roles), as a terminal shows it.
+
+    >>> plain("``momentum``: see :func:`run`")
+    'momentum: see run'
+    """
+    return re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text).replace("``", "")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sgd-dynamics")
+    except importlib.metadata.PackageNotFoundError:  # a source checkout on PYTHONPATH
+        import sgd_dynamics
+
+        return getattr(sgd_dynamics, "__version__", "unknown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every registered subcommand."""
     parser = _Parser(prog="sgd-dynamics",
                      description="Measure, simulate and predict the limiting dynamics of SGD.")
+    parser.add_argument("--version", action="version", version=f"sgd-dynamics {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in _SUBCOMMANDS:
         importlib.import_module(f"sgd_dynamics.cli.{name}").register(sub)

@@ -1,10 +1,10 @@
-"""``sgd-dynamics basins``: the escape and basin-selection report page (chapter 004, issue 7).
+"""``sgd-dynamics basins``: the escape and basin-selection study and its page (chapter 004, issue 7).
 
-Runs :func:`sgd_dynamics.experiments.escape_study.run_escape_study` (Arrhenius plot, exit-time law, basin
-occupation for isotropic vs SGD-shaped noise, annealing schedules) and the time-scale sections of
-:func:`sgd_dynamics.report.timescale_figures.timescale_sections` (autocorrelation vs spectral gap, rate
-matrix), writes ``DIR/report.html`` with its figures in ``DIR/figures``, prints the page's path and a short
-summary of the measured numbers.
+Runs :func:`sgd_dynamics.experiments.basins.run_basins` (Arrhenius plot, exit-time law, basin occupation for
+isotropic vs SGD-shaped noise, annealing schedules, autocorrelation vs spectral gap, rate matrix) into the run
+directory ``DIR``, writes ``DIR/report.html`` (figures in ``DIR/figures``) with
+:func:`sgd_dynamics.report.escape_report.write_basins_report`, prints the page's path and a short summary.
+``sgd-dynamics report DIR`` redraws the page.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sgd_dynamics._validation import require
 
 if TYPE_CHECKING:
     from sgd_dynamics.experiments.escape_study import EscapeStudy
@@ -29,22 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="reduced configuration that runs in seconds")
     parser.add_argument("--out", default="runs/basins", help="output directory (default: runs/basins)")
     parser.add_argument("--seed", type=int, default=0, help="random seed >= 0 (default: 0)")
+    parser.add_argument("--force", action="store_true",
+                        help="start over if --out holds another run (the old one is kept, renamed)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the report and print its path, then one summary line per part."""
-    from sgd_dynamics.report import escape_report, timescale_figures
+    from sgd_dynamics.experiments.basins import BasinsConfig, load_basins, run_basins
+    from sgd_dynamics.report.escape_report import write_basins_report
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out={args.out!r} is invalid: expected a directory path, not an existing file")
-    if args.seed < 0:
-        raise ValueError(f"--seed={args.seed!r} is invalid: expected an integer >= 0")
-    study = escape_report.run_escape_study(quick=args.quick, seed=args.seed)
-    extra = timescale_figures.timescale_sections(quick=args.quick, seed=args.seed)
-    print(escape_report.build_escape_report(out, study, extra_sections=extra))
-    for line in summary_lines(study):
+    require(args.seed >= 0, "--seed", args.seed, "an integer >= 0")
+    config = BasinsConfig.quick(seed=args.seed) if args.quick else BasinsConfig(seed=args.seed)
+    out = run_basins(config, Path(args.out), force=args.force)
+    print(write_basins_report(out))
+    for line in summary_lines(load_basins(out).study):
         print(line)
     return 0
 

@@ -15,6 +15,8 @@ import argparse
 import json
 import math
 
+from sgd_dynamics._validation import require
+from sgd_dynamics.cli import plain
 from sgd_dynamics.theory.momentum_scaling import (
     OPTIMAL_EXPONENT,
     envelope_relaxation_time,
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "momentum",
         help="optimal momentum for label-noise SGD near a valley (003)",
-        description=__doc__.split("\n\n")[0],
+        description=plain(__doc__.split("\n\n")[0]),
     )
     sub = parser.add_subparsers(dest="momentum_command", required=True, parser_class=type(parser))
 
@@ -62,18 +64,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report = sub.add_parser(
         "report",
         help="run the vector-UV, matrix-sensing and classifier studies and write the HTML report",
-        description="Writes DIR/momentum_report.html (figures in DIR/figures) and prints its path.",
+        description="Runs the three studies into the run directory DIR, writes DIR/report.html (figures in "
+        "DIR/figures) and prints its path; 'sgd-dynamics report DIR' redraws it.",
     )
     report.add_argument("--quick", action="store_true", help="reduced configurations that run in seconds")
     report.add_argument("--out", default="runs/momentum",
-                        help="output directory (default: runs/momentum)")
+                        help="run directory (default: runs/momentum)")
+    report.add_argument("--force", action="store_true",
+                        help="start over if --out holds another run (the old one is kept, renamed)")
     report.set_defaults(func=_report)
 
 
 def _advise(args: argparse.Namespace) -> int:
     lr = args.lr
-    if not (math.isfinite(lr) and 0 < lr < 1):
-        raise ValueError(f"--lr={lr!r} is invalid: expected 0 < lr < 1")
+    require(math.isfinite(lr) and 0 < lr < 1, "--lr", lr, "0 < lr < 1")
     uv_opts = {
         "--width": args.width,
         "--dataset-size": args.dataset_size,
@@ -87,8 +91,8 @@ def _advise(args: argparse.Namespace) -> int:
         given = [k for k, v in uv_opts.items() if v is not None]
         if given:
             raise ValueError(f"{given[0]} is only valid with --model uv, not with --constant")
-        if not (math.isfinite(args.constant) and args.constant > 0):
-            raise ValueError(f"--constant={args.constant!r} is invalid: expected a finite C > 0")
+        require(math.isfinite(args.constant) and args.constant > 0, "--constant", args.constant,
+                "a finite C > 0")
         constant = args.constant
     else:
         missing = [k for k, v in uv_opts.items() if v is None]
@@ -110,8 +114,7 @@ def _advise(args: argparse.Namespace) -> int:
                 "a finite mu2 > 0",
             ),
         ):
-            if not ok:
-                raise ValueError(f"{name}={value!r} is invalid: expected {valid}")
+            require(ok, name, value, valid)
         constant = uv_optimal_constant(args.width, args.dataset_size, args.label_noise, args.input_variance)
     try:
         beta = momentum_from_constant(lr, constant)
@@ -169,10 +172,9 @@ def _experiment_uv(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from sgd_dynamics.experiments.momentum_study import MomentumConfig, run_momentum
     from sgd_dynamics.report.momentum_report import write_momentum_report
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out={args.out!r} is invalid: expected a directory path, not an existing file")
-    print(write_momentum_report(out, quick=args.quick))
+    config = MomentumConfig.quick() if args.quick else MomentumConfig()
+    print(write_momentum_report(run_momentum(config, Path(args.out), force=args.force)))
     return 0

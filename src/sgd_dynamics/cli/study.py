@@ -2,9 +2,11 @@
 
 ``demo`` runs the built-in study (MNIST-1D, MLP 2x256, cross-entropy; <= 5 minutes on 2 cores, ``--full``
 for the larger sweeps); ``study`` runs a user's TOML configuration (built-in names or entry points
-``package.module:function`` for the model, data and loss); ``report`` regenerates the HTML report of a run
-directory from its stored data without recomputing. Re-running a command on the same ``--out`` continues an
-interrupted study and recomputes nothing finished.
+``module:function`` for the model, data and loss, imported from the current directory first; every key is
+listed in docs/config.md); ``report`` redraws the HTML page of any study's run directory (limiting dynamics,
+momentum, basins) from its stored data without recomputing. Re-running a command on the same ``--out``
+continues an interrupted study and recomputes nothing finished; ``--force`` starts over in a directory that
+holds another configuration, keeping the old one as ``RUN_DIR.old-<timestamp>``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import argparse
 import time
 from pathlib import Path
 
+from sgd_dynamics.cli import plain
+
 __all__ = ["register"]
+
+_FORCE = "start over if --out holds a run with another configuration (the old one is kept, renamed)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,54 +28,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--full", action="store_true", help="larger sweeps and k = 30 eigenpairs (slower)")
     demo.add_argument("--out", default=None, help="run directory (default: runs/demo or runs/demo-full)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--force", action="store_true", help=_FORCE)
     demo.set_defaults(func=_demo)
     study = subparsers.add_parser(
-        "study", help="run the study on a configuration (TOML) and write its report"
-    )
+        "study", help="run the study on a configuration (TOML) and write its report",
+        description=plain("Runs the limiting-dynamics study of CONFIG.toml (every key, its type, default and "
+                          "range: docs/config.md). Entry points 'module:function' are imported from the "
+                          "current directory first, then from PYTHONPATH and installed packages."))
     study.add_argument("config", metavar="CONFIG.toml", help="study configuration; every key has a default")
     study.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
+    study.add_argument("--force", action="store_true", help=_FORCE)
     study.set_defaults(func=_study)
     report = subparsers.add_parser(
-        "report", help="regenerate the report of a finished study (no recomputation)"
-    )
-    report.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by demo or study")
+        "report", help="redraw the report of a run directory (study, momentum or basins; no recomputation)")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by demo, study, "
+                        "momentum report or basins")
     report.set_defaults(func=_report)
 
 
-def _run(config, out: Path, quiet: bool) -> int:
+def _run(config, out: Path, quiet: bool, force: bool) -> int:
     from sgd_dynamics.experiments.study import run_study
     from sgd_dynamics.report.study import write_study_report
 
     t0 = time.perf_counter()
-    run_study(config, out, progress=not quiet, log=(lambda s: None) if quiet else print)
+    run_study(config, out, progress=not quiet, log=(lambda s: None) if quiet else print, force=force)
     page = write_study_report(out)
     print(f"report: {page.resolve()}  ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sgd_dynamics.experiments.study import StudyConfig
+    from sgd_dynamics.experiments.study_config import StudyConfig
 
     out = Path(args.out) if args.out else Path("runs") / ("demo-full" if args.full else "demo")
-    return _run(StudyConfig.demo(full=args.full), out, args.quiet)
+    return _run(StudyConfig.demo(full=args.full), out, args.quiet, args.force)
 
 
 def _study(args: argparse.Namespace) -> int:
-    from sgd_dynamics.experiments.study import load_config
+    from sgd_dynamics.experiments.study_config import load_config
 
     config = load_config(args.config)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    return _run(config, out, args.quiet)
+    return _run(config, out, args.quiet, args.force)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from sgd_dynamics.report.study import write_study_report
+    from sgd_dynamics.report.run_report import write_run_report
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(
-            f"RUN_DIR={args.run_dir!r} is not a directory: expected a run directory of a finished study"
-        )
-    print(f"report: {write_study_report(run_dir).resolve()}")
+    print(f"report: {write_run_report(Path(args.run_dir)).resolve()}")
     return 0

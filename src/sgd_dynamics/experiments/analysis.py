@@ -20,276 +20,266 @@
   ``|1 - (1 + beta - eta h) e^{-i w} + beta e^{-2 i w}|^-1``.
 * Isotropy (Fig. 4) and velocity (Fig. 5): measured ratios of the spread along ``q_1`` and ``q_k`` against
   the stationary moments of the theory and against the Gibbs law of the original loss.
+
+Each analysis is a pure function of the measurements (arrays read from the run directory) and the theory
+(:mod:`sgd_dynamics.theory.study_prediction`, :mod:`sgd_dynamics.theory.spectrum_summary`): one
+:class:`PointAnalysis` row per finished sweep point, one :class:`DivergedPoint` per diverged point, and the
+arrays the figures draw. Internal choices (bootstrap block lengths) adapt to the length of the run.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sgd_dynamics.experiments.sweep import SweepPoint, load_point
+from sgd_dynamics.estimation import fit_power_law, local_slope, oscillation_spectrum
+from sgd_dynamics.experiments.sweep import Divergence, SweepPoint
 from sgd_dynamics.hyper import Hyperparams
-from sgd_dynamics.measure.fits import fit_power_law, local_slope, oscillation_spectrum
-from sgd_dynamics.store import read_arrays, write_arrays
+from sgd_dynamics.store import load_results, save_results
+from sgd_dynamics.theory import (
+    ar2_mean_frequency,
+    bulk_spectrum,
+    discrete_speed,
+    displacement_curve,
+    gibbs_spread_ratio,
+    modified_loss_planes,
+    stationary_moments,
+    stationary_speed_from_trace,
+)
 
 __all__ = [
+    "DivergedPoint",
+    "PointAnalysis",
+    "SweepAnalysis",
     "analyse_default",
     "analyse_sweep",
     "ar2_mean_frequency",
+    "block_length",
     "bulk_spectrum",
     "load_analysis",
     "save_analysis",
 ]
 
+# Blocks of 50 steps are longer than the velocity correlation time 1/(1-beta) of the studied momenta.
+_BLOCK = 50
 
-def ar2_mean_frequency(eigenvalue: float, hyper: Hyperparams, frequencies: np.ndarray) -> float:
-    """Amplitude-weighted mean frequency (cycles/step) of one stationary mode of discrete SGD with momentum.
 
-    Checked against the FFT of a simulated path of the recursion (independent of the closed form):
+def block_length(n: int, preferred: int = _BLOCK) -> int:
+    """The bootstrap/standard-error block: ``preferred`` steps, shortened to a quarter of a short series.
 
-    >>> from sgd_dynamics.measure.fits import oscillation_spectrum
-    >>> hp, rng, x = Hyperparams(lr=0.1, momentum=0.9), np.random.default_rng(0), np.zeros(20000)
-    >>> for k in range(1, 19999):
-    ...     x[k + 1] = (1 + 0.9 - 0.1 * 1.0) * x[k] - 0.9 * x[k - 1] - 0.1 * rng.standard_normal()
-    >>> spec = oscillation_spectrum(x, detrend="constant")
-    >>> bool(abs(ar2_mean_frequency(1.0, hp, spec.frequencies) / spec.mean_frequency[0] - 1) < 0.02)
-    True
+    >>> block_length(1000), block_length(40)
+    (50, 10)
     """
-    h = eigenvalue + hyper.weight_decay
-    w = 2 * np.pi * np.asarray(frequencies[1:], np.float64)
-    z = np.exp(-1j * w)
-    amplitude = 1.0 / np.abs(1 - (1 + hyper.momentum - hyper.lr * h) * z + hyper.momentum * z**2)
-    return float(np.sum(frequencies[1:] * amplitude) / np.sum(amplitude))
+    return max(1, min(preferred, n // 4))
 
 
-def bulk_spectrum(
-    eigenvalues: np.ndarray,
-    mode_noise: np.ndarray,
-    hessian_trace: float,
-    trace_sigma: float,
-    num_parameters: int,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Top-k modes plus one "bulk" mode standing for the other ``m - k`` modes.
+@dataclass(frozen=True)
+class PointAnalysis:
+    """Predictions against measurements at one sweep point (speeds, exponent ``c``, displacement ends)."""
 
-    Returns ``(rho, s, bulk multiplicity)``.
-    The bulk mode has the mean remaining curvature ``(tr H - sum rho_i) / (m - k)`` (clipped at 0) and the
-    mean remaining noise ``(tr Sigma - sum s_i) / (m - k)`` (clipped at 0).
-    """
-    k = len(eigenvalues)
-    rest = max(num_parameters - k, 1)
-    rho_bulk = max((hessian_trace - float(np.sum(eigenvalues))) / rest, 0.0)
-    s_bulk = max((trace_sigma - float(np.sum(mode_noise))) / rest, 0.0)
-    return np.append(eigenvalues, rho_bulk), np.append(mode_noise, s_bulk), rest
-
-
-def _displacement_theory(
-    rho: np.ndarray,
-    s: np.ndarray,
-    mult: int,
-    hyper: Hyperparams,
-    steps: np.ndarray,
-    settle: Hyperparams | None = None,
-    s_settle: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``E||Delta_k||^2`` of the top-k modes plus ``mult`` bulk modes, and its local exponent.
-
-    Stationary when ``settle`` is None; otherwise from ``theta_0`` drawn from the stationary law of
-    ``settle`` (noise ``s_settle``) with a zero momentum buffer.
-    """
-    from sgd_dynamics.theory import global_displacement, global_displacement_from_start, stationary_moments
-
-    rho = np.maximum(rho, -hyper.weight_decay * 0.999)  # negative modes have no stationary law
-    if settle is None:
-        top = global_displacement(rho[:-1], s[:-1], hyper, steps)
-        bulk = global_displacement(rho[-1:], s[-1:], hyper, steps)
-    else:
-        x0_var = stationary_moments(rho, s_settle, settle).position_variance
-        top = global_displacement_from_start(rho[:-1], s[:-1], hyper, steps, x0_var[:-1])
-        bulk = global_displacement_from_start(rho[-1:], s[-1:], hyper, steps, x0_var[-1:])
-    total = top + mult * bulk
-    logt = np.log(steps.astype(float))
-    exponent = np.gradient(np.log(total), logt)
-    return total, exponent
+    name: str
+    lr: float
+    momentum: float
+    batch_size: int
+    sampler: str
+    measured_speed: float
+    measured_speed_sem: float
+    predicted_speed: float
+    predicted_speed_theta_star: float
+    predicted_speed_discrete: float
+    calibrated_speed: float
+    trace_sigma_trajectory: float
+    relative_error: float
+    relative_error_theta_star: float
+    relative_error_discrete: float
+    relative_error_calibrated: float
+    c: float
+    c_low: float
+    c_high: float
+    c_theory: float
+    c_theory_stationary: float
+    first_sq_displacement: float
+    theory_first_sq_displacement: float
+    theory_stationary_first_sq_displacement: float
+    final_sq_displacement: float
+    theory_final_sq_displacement: float
+    theory_stationary_final_sq_displacement: float
 
 
-def _theory_curve(
-    rho: np.ndarray,
-    s: np.ndarray,
-    mult: int,
-    hyper: Hyperparams,
-    steps: np.ndarray,
-    window: tuple[float, float],
-    settle: Hyperparams | None = None,
-    s_settle: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
+@dataclass(frozen=True)
+class DivergedPoint:
+    """A sweep point whose loss became non-finite: it is reported, not analysed."""
+
+    name: str
+    lr: float
+    momentum: float
+    batch_size: int
+    sampler: str
+    step: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class SweepAnalysis:
+    """Every sweep point's row, the diverged points, the curves of the figures, the paper's calibration."""
+
+    rows: tuple[PointAnalysis, ...]
+    diverged: tuple[DivergedPoint, ...]
+    curves: dict[str, dict[str, np.ndarray]]
+    calibration_sigma2_trH: float | None
+
+    def to_record(self) -> dict[str, Any]:
+        """The mapping :func:`save_analysis` stores (rows as JSON objects, curves as HDF5 groups)."""
+        return {"rows": [asdict(r) for r in self.rows], "diverged": [asdict(d) for d in self.diverged],
+                "curves": self.curves, "calibration_sigma2_trH": self.calibration_sigma2_trH}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SweepAnalysis:
+        """Inverse of :meth:`to_record`."""
+        return cls(tuple(PointAnalysis(**r) for r in record["rows"]),
+                   tuple(DivergedPoint(**d) for d in record.get("diverged", [])), record.get("curves", {}),
+                   record.get("calibration_sigma2_trH"))
+
+
+def _theory_curve(rho: np.ndarray, s: np.ndarray, mult: int, hyper: Hyperparams, steps: np.ndarray,
+                  window: tuple[float, float], settle: Hyperparams | None = None,
+                  s_settle: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Theory curve, local exponent and exponent fitted on ``window``; NaN where a mode is unstable."""
     try:
-        curve, exponent = _displacement_theory(rho, s, mult, hyper, steps, settle, s_settle)
+        curve, exponent = displacement_curve(rho, s, mult, hyper, steps, settle, s_settle)
         return curve, exponent, fit_power_law(steps, curve, window=window, n_bootstrap=10).exponent
     except ValueError:
         return np.full(len(steps), np.nan), np.full(len(steps), np.nan), float("nan")
 
 
-def _speed_discrete(rho: np.ndarray, s: np.ndarray, trace_sigma: float, hyper: Hyperparams) -> float:
-    from sgd_dynamics.theory import stationary_speed, stationary_speed_from_trace
-
-    try:
-        top = stationary_speed(np.maximum(rho, 0.0), s, hyper, model="discrete")
-    except ValueError:
-        return float("nan")
-    rest = max(trace_sigma - float(np.sum(s)), 0.0)
-    return float(top + stationary_speed_from_trace(rest, hyper))
-
-
-def analyse_sweep(
-    theta: dict[str, np.ndarray], point_dirs: Sequence[Path], default: dict[str, Any], dataset_size: int
-) -> dict[str, Any]:
-    """Every prediction and measurement of the sweep, as JSON-ready rows plus arrays for the figures."""
-    from sgd_dynamics.theory import stationary_speed_from_trace
-
-    rows: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, np.ndarray]] = {}
-    loaded = [load_point(d) for d in point_dirs]
-    default_key = (default["lr"], default["momentum"], default["batch_size"], "with_replacement")
-    calib = None
+def _calibration(loaded: Sequence[tuple[SweepPoint, dict]], default: Hyperparams, n: int) -> float | None:
+    """The paper's one-run calibration ``sigma^2 tr(H)``, inverted from the default point's speed."""
     for point, data in loaded:
-        if (point.lr, point.momentum, point.batch_size, point.sampler) == default_key:
-            hp = point.hyper(dataset_size)
-            measured = float(np.mean(data["local_sq_displacement"][point.burn_in :]))
-            calib = measured * hp.inverse_temperature / hp.lr**2  # the paper's sigma^2 tr(H)
-    for point, data in loaded:
-        hp = point.hyper(dataset_size)
-        local = data["local_sq_displacement"]
-        glob = data["global_sq_displacement"]
-        steps = np.arange(1, len(glob) + 1)
-        trace_traj = float(np.nanmean(data["noise_trace"]))
-        modes_traj = np.nanmean(data["noise_modes"], axis=0)
-        measured = float(np.mean(local[point.burn_in :]))
-        # block standard error: blocks of 50 steps are longer than the velocity correlation time 1/(1-beta)
-        blocks = local[point.burn_in :][: (len(local) - point.burn_in) // 50 * 50].reshape(-1, 50).mean(1)
-        sem = float(blocks.std(ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
-        pred_traj = stationary_speed_from_trace(trace_traj, hp)
-        pred_star = stationary_speed_from_trace(float(theta["trace_sigma"]), hp)
-        pred_disc = _speed_discrete(theta["eigenvalues"], modes_traj, trace_traj, hp)
-        pred_cal = hp.lr**2 * calib / hp.inverse_temperature if calib is not None else float("nan")
-        window = (len(steps) / 3, len(steps))
-        fit = fit_power_law(steps, glob, window=window, n_bootstrap=300, block_length=50, seed=0)
-        rho, s, mult = bulk_spectrum(
-            theta["eigenvalues"],
-            modes_traj,
-            float(theta["hessian_trace"]),
-            trace_traj,
-            int(theta["num_parameters"]),
-        )
-        # the state theta* was settled in: the default point's hyperparameters, Sigma measured at theta*
-        settle = Hyperparams(
-            lr=default["lr"],
-            momentum=default["momentum"],
-            batch_size=default["batch_size"],
-            weight_decay=default.get("weight_decay", point.weight_decay),
-        )
-        _, s_settle, _ = bulk_spectrum(
-            theta["eigenvalues"],
-            np.asarray(theta["mode_noise"], np.float64),
-            float(theta["hessian_trace"]),
-            float(theta["trace_sigma"]),
-            int(theta["num_parameters"]),
-        )
-        theory, theory_exp, theory_fit = _theory_curve(rho, s, mult, hp, steps, window, settle, s_settle)
-        stat, stat_exp, stat_fit = _theory_curve(rho, s, mult, hp, steps, window)
-        rows.append(
-            {
-                "name": point.name,
-                "lr": point.lr,
-                "momentum": point.momentum,
-                "batch_size": point.batch_size,
-                "sampler": point.sampler,
-                "measured_speed": measured,
-                "measured_speed_sem": sem,
-                "predicted_speed": pred_traj,
-                "predicted_speed_theta_star": pred_star,
-                "predicted_speed_discrete": pred_disc,
-                "calibrated_speed": pred_cal,
-                "trace_sigma_trajectory": trace_traj,
-                "relative_error": (pred_traj - measured) / measured,
-                "relative_error_theta_star": (pred_star - measured) / measured,
-                "relative_error_discrete": (pred_disc - measured) / measured,
-                "relative_error_calibrated": (pred_cal - measured) / measured,
-                "c": fit.exponent,
-                "c_low": fit.exponent_interval[0],
-                "c_high": fit.exponent_interval[1],
-                "c_theory": float(theory_fit),
-                "c_theory_stationary": float(stat_fit),
-                "first_sq_displacement": float(glob[0]),
-                "theory_first_sq_displacement": float(theory[0]),
-                "theory_stationary_first_sq_displacement": float(stat[0]),
-                "final_sq_displacement": float(glob[-1]),
-                "theory_final_sq_displacement": float(theory[-1]),
-                "theory_stationary_final_sq_displacement": float(stat[-1]),
-            }
-        )
-        if point.sampler == "with_replacement":
-            ls = local_slope(steps, glob)
-            curves[point.name] = {
-                "steps": steps,
-                "measured": glob,
-                "theory": theory,
-                "theory_exponent": theory_exp,
-                "theory_stationary": stat,
-                "theory_stationary_exponent": stat_exp,
-                "fit": fit.predict(steps),
-                "local_steps": ls.steps,
-                "local_slope": ls.slope,
-                "local": local,
-            }
-    return {"rows": rows, "curves": curves, "calibration_sigma2_trH": calib}
+        if (point.lr, point.momentum, point.batch_size, point.sampler) == (
+                default.lr, default.momentum, default.batch_size, "with_replacement"):
+            hp = point.hyper(n)
+            measured = float(np.mean(data["local_sq_displacement"][point.burn_in:]))
+            return measured * hp.inverse_temperature / hp.lr**2
+    return None
 
 
-def analyse_default(
-    theta: dict[str, np.ndarray], point: SweepPoint, data: dict[str, np.ndarray], dataset_size: int
-) -> dict[str, Any]:
-    """Window dependence of ``c``, phase-space frequencies, isotropy and velocity of the default run."""
-    from sgd_dynamics.theory import stationary_moments
+def _speed_sem(local: np.ndarray) -> float:
+    block = block_length(len(local))
+    blocks = local[: len(local) // block * block].reshape(-1, block).mean(1)
+    return float(blocks.std(ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
 
-    hp = point.hyper(dataset_size)
-    glob = data["global_sq_displacement"]
+
+def _analyse_point(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[str, np.ndarray],
+                   settle: Hyperparams, calib: float | None, n: int) -> tuple[PointAnalysis, dict | None]:
+    """One point's row, and its curves when it samples with replacement (the figures show those)."""
+    hp = point.hyper(n)
+    local, glob = data["local_sq_displacement"], data["global_sq_displacement"]
+    steps = np.arange(1, len(glob) + 1)
+    trace_traj = float(np.nanmean(data["noise_trace"]))
+    modes_traj = np.nanmean(data["noise_modes"], axis=0)
+    measured = float(np.mean(local[point.burn_in:]))
+    pred_traj = stationary_speed_from_trace(trace_traj, hp)
+    pred_star = stationary_speed_from_trace(float(theta["trace_sigma"]), hp)
+    pred_disc = discrete_speed(theta["eigenvalues"], modes_traj, trace_traj, hp)
+    pred_cal = hp.lr**2 * calib / hp.inverse_temperature if calib is not None else float("nan")
+    window = (len(steps) / 3, len(steps))
+    in_window = int(np.sum((steps >= window[0]) & (steps <= window[1])))
+    fit = fit_power_law(steps, glob, window=window, n_bootstrap=300, block_length=block_length(in_window),
+                        seed=0)
+    spectrum = (theta["eigenvalues"], float(theta["hessian_trace"]))
+    m = int(theta["num_parameters"])
+    rho, s, mult = bulk_spectrum(spectrum[0], modes_traj, spectrum[1], trace_traj, m)
+    # the state theta* was settled in: the default point's hyperparameters, Sigma measured at theta*
+    _, s_settle, _ = bulk_spectrum(spectrum[0], np.asarray(theta["mode_noise"], np.float64), spectrum[1],
+                                   float(theta["trace_sigma"]), m)
+    theory, theory_exp, theory_fit = _theory_curve(rho, s, mult, hp, steps, window, settle, s_settle)
+    stat, stat_exp, stat_fit = _theory_curve(rho, s, mult, hp, steps, window)
+    err = {name: (value - measured) / measured for name, value in (
+        ("relative_error", pred_traj), ("relative_error_theta_star", pred_star),
+        ("relative_error_discrete", pred_disc), ("relative_error_calibrated", pred_cal))}
+    row = PointAnalysis(
+        name=point.name, lr=point.lr, momentum=point.momentum, batch_size=point.batch_size,
+        sampler=point.sampler, measured_speed=measured, measured_speed_sem=_speed_sem(local[point.burn_in:]),
+        predicted_speed=pred_traj, predicted_speed_theta_star=pred_star, predicted_speed_discrete=pred_disc,
+        calibrated_speed=pred_cal, trace_sigma_trajectory=trace_traj, **err, c=fit.exponent,
+        c_low=fit.exponent_interval[0], c_high=fit.exponent_interval[1], c_theory=float(theory_fit),
+        c_theory_stationary=float(stat_fit), first_sq_displacement=float(glob[0]),
+        theory_first_sq_displacement=float(theory[0]), theory_stationary_first_sq_displacement=float(stat[0]),
+        final_sq_displacement=float(glob[-1]), theory_final_sq_displacement=float(theory[-1]),
+        theory_stationary_final_sq_displacement=float(stat[-1]))
+    if point.sampler != "with_replacement":
+        return row, None
+    ls = local_slope(steps, glob)
+    curves = {"steps": steps, "measured": glob, "theory": theory, "theory_exponent": theory_exp,
+              "theory_stationary": stat, "theory_stationary_exponent": stat_exp, "fit": fit.predict(steps),
+              "local_steps": ls.steps, "local_slope": ls.slope, "local": local}
+    return row, curves
+
+
+def analyse_sweep(theta: dict[str, np.ndarray], finished: Sequence[tuple[SweepPoint, dict[str, np.ndarray]]],
+                  diverged: Sequence[tuple[SweepPoint, Divergence]], default: Hyperparams,
+                  dataset_size: int) -> SweepAnalysis:
+    """Every prediction and measurement of the sweep: a pure function of the stored arrays and the theory.
+
+    ``default`` holds the default point's hyperparameters (the settle state of ``theta*``).
+    """
+    calib = _calibration(finished, default, dataset_size)
+    rows, curves = [], {}
+    for point, data in finished:
+        row, curve = _analyse_point(theta, point, data, default, calib, dataset_size)
+        rows.append(row)
+        if curve is not None:
+            curves[point.name] = curve
+    bad = tuple(DivergedPoint(p.name, p.lr, p.momentum, p.batch_size, p.sampler, d.step, d.loss)
+                for p, d in diverged)
+    return SweepAnalysis(tuple(rows), bad, curves, calib)
+
+
+def _window_fits(glob: np.ndarray) -> dict[str, list]:
+    """``c`` fitted on the last 2/3 of the first L steps for L = n/8, n/4, n/2, n (appendix I.7)."""
     steps = np.arange(1, len(glob) + 1)
     lengths = [n for n in (len(glob) // 8, len(glob) // 4, len(glob) // 2, len(glob)) if n >= 12]
-    fits = [
-        fit_power_law(steps[:n], glob[:n], window=(n / 3, n), n_bootstrap=300, block_length=max(1, n // 60))
-        for n in lengths
-    ]
+    fits = [fit_power_law(steps[:n], glob[:n], window=(n / 3, n), n_bootstrap=300,
+                          block_length=max(1, n // 60)) for n in lengths]
+    return {"window_lengths": lengths, "window_c": [f.exponent for f in fits],
+            "window_low": [f.exponent_interval[0] for f in fits],
+            "window_high": [f.exponent_interval[1] for f in fits]}
+
+
+def analyse_default(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[str, np.ndarray],
+                    dataset_size: int, grid: np.ndarray | None = None) -> dict[str, Any]:
+    """Window dependence of ``c``, phase-space frequencies, isotropy and velocity of the default run.
+
+    With the slice ``grid`` of the landscape, also the modified loss on the position and velocity planes
+    and the Gibbs spread ratio of the original loss (the Fig. 4 and 5 comparisons).
+    """
+    hp = point.hyper(dataset_size)
     k = theta["eigenvalues"].size
     pick = [0, k - 1]
     rho = theta["eigenvalues"][pick]
     s = np.nanmean(data["noise_modes"], axis=0)[pick]
-    pos = data["position_projection"][point.burn_in :, pick].astype(np.float64)
-    vel = data["velocity_projection"][point.burn_in :, pick].astype(np.float64)
+    pos = data["position_projection"][point.burn_in:, pick].astype(np.float64)
+    vel = data["velocity_projection"][point.burn_in:, pick].astype(np.float64)
     spec = oscillation_spectrum(pos, lr=hp.lr)
-    theory_freq = [ar2_mean_frequency(float(r), hp, spec.frequencies) for r in rho]
-    peak = hp.oscillation_frequency(rho) * hp.lr / (2 * np.pi)
     out: dict[str, Any] = {
-        "window_lengths": lengths,
-        "window_c": [f.exponent for f in fits],
-        "window_low": [f.exponent_interval[0] for f in fits],
-        "window_high": [f.exponent_interval[1] for f in fits],
+        **_window_fits(data["global_sq_displacement"]),
         "modes": [1, k],
         "mode_eigenvalues": rho.tolist(),
         "mode_noise": s.tolist(),
         "fft_measured": spec.mean_frequency.tolist(),
-        "fft_theory": theory_freq,
-        "damped_frequency": peak.tolist(),
+        "fft_theory": [ar2_mean_frequency(float(r), hp, spec.frequencies) for r in rho],
+        "damped_frequency": (hp.oscillation_frequency(rho) * hp.lr / (2 * np.pi)).tolist(),
         "spectrum_frequencies": spec.frequencies,
         "spectrum_amplitudes": spec.amplitudes.T,
         "position": pos,
         "velocity": vel,
         "position_std": pos.std(0).tolist(),
         "velocity_std": vel.std(0).tolist(),
+        "gibbs_spread_ratio": gibbs_spread_ratio(float(rho[0]), float(rho[1]), hp.weight_decay),
     }
     try:
         mom = stationary_moments(np.maximum(rho, 0.0), s, hp)
@@ -298,48 +288,16 @@ def analyse_default(
     except ValueError:
         out["position_std_theory"] = [float("nan")] * 2
         out["velocity_std_theory"] = [float("nan")] * 2
+    if grid is not None:
+        out.update(modified_loss_planes(rho, s, hp, grid, 1.3 * float(np.max(np.abs(vel)))))
     return out
 
 
 def save_analysis(directory: Path, name: str, result: dict[str, Any]) -> None:
-    """Scalars and lists to ``name.json``; arrays to ``name.h5`` (HDF5); each atomic, the JSON last.
-
-    An array ``result[key]`` is the dataset ``key``; a nested array ``result[key][sub][name]`` is the dataset
-    ``name`` in the group ``key/sub`` (:func:`sgd_dynamics.store.write_arrays`).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    scalars: dict[str, Any] = {}
-    arrays: dict[str, np.ndarray] = {}
-    for key, value in result.items():
-        if isinstance(value, np.ndarray):
-            arrays[key] = value
-        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            for sub, d in value.items():
-                for k2, arr in d.items():
-                    arrays[f"{key}/{sub}/{k2}"] = np.asarray(arr)
-        else:
-            scalars[key] = value
-    write_arrays(directory / f"{name}.h5", arrays)
-    tmp_json = directory / f"{name}.json.tmp"
-    tmp_json.write_text(json.dumps(scalars, indent=1, default=_jsonable))
-    os.replace(tmp_json, directory / f"{name}.json")
+    """Store an analysis (:func:`sgd_dynamics.store.save_results`: scalars to JSON, arrays to HDF5)."""
+    save_results(directory, name, result)
 
 
 def load_analysis(directory: Path, name: str) -> dict[str, Any]:
-    """Inverse of :func:`save_analysis` (nested arrays come back as ``{key: {sub: {name: array}}}``)."""
-    out: dict[str, Any] = json.loads((directory / f"{name}.json").read_text())
-    for key, array in read_arrays(directory / f"{name}.h5").items():
-        parts = key.split("/")
-        if len(parts) == 3:
-            out.setdefault(parts[0], {}).setdefault(parts[1], {})[parts[2]] = array
-        else:
-            out[key] = array
-    return out
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return str(x)
+    """Inverse of :func:`save_analysis`."""
+    return load_results(directory, name)

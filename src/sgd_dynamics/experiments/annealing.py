@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import integrate
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.simulate.langevin import SCHEDULES, annealing_schedule, euler_maruyama
 from sgd_dynamics.theory.escape import locate_well_and_barrier
 from sgd_dynamics.theory.potential import Potential, parse_potential
@@ -69,8 +70,8 @@ class TiltedDoubleWell:
 
 def tilted_double_well(tilt: float = 0.3) -> TiltedDoubleWell:
     """Build ``(x^2 - 1)^2 + tilt x``; verify a deeper and a shallower minimum with a barrier between."""
-    if not (isinstance(tilt, (int, float)) and math.isfinite(tilt) and 0 < tilt < MAX_TILT):
-        raise ValueError(f"tilt={tilt!r} is invalid: expected 0 < tilt < {MAX_TILT:.4f} (two minima)")
+    require(isinstance(tilt, (int, float)) and math.isfinite(tilt) and 0 < tilt < MAX_TILT,
+            'tilt', tilt, f"0 < tilt < {MAX_TILT:.4f} (two minima)")
     U = parse_potential(f"(x**2 - 1)**2 + {float(tilt)!r}*x")
     deep, barrier = locate_well_and_barrier(U, -1.0, 1.0)
     shallow, barrier_back = locate_well_and_barrier(U, 1.0, -1.0)
@@ -84,9 +85,9 @@ def tilted_double_well(tilt: float = 0.3) -> TiltedDoubleWell:
 
 def gibbs_deep_fraction(well: TiltedDoubleWell, temperature: float) -> float:
     """Gibbs probability of the deep side of the barrier at ``temperature``, by adaptive quadrature."""
-    if not (isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature)
-            and temperature > 0):
-        raise ValueError(f"temperature={temperature!r} is invalid: expected a finite temperature > 0")
+    require(isinstance(temperature, (int, float, np.floating)) and math.isfinite(temperature)
+            and temperature > 0,
+            'temperature', temperature, "a finite temperature > 0")
     T = float(temperature)
     U = well.potential
     u_min = float(U.energy(well.deep))
@@ -149,8 +150,8 @@ class AnnealingResult:
 
 
 def _check_int(value: int, name: str, low: int) -> int:
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low):
-        raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {low}")
+    require(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low,
+            name, value, f"an integer >= {low}")
     return int(value)
 
 
@@ -162,20 +163,18 @@ def run_annealing(*, seed: int, tilt: float = 0.3, temperature: float = 0.5, n_s
     ``step`` multiplies ``T`` by ``factor`` every ``n_steps // 4`` steps; ``cosine`` ends at the step
     schedule's last temperature ``T0 factor^3``, so the two cool to the same point along different paths.
     """
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r} is invalid: expected a finite temperature > 0")
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and 0 < dt < 0.05):
-        raise ValueError(f"dt={dt!r} is invalid: expected 0 < dt < 0.05 (U'' ~ 8 at the minima)")
+    require(isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0,
+            'temperature', temperature, "a finite temperature > 0")
+    require(isinstance(dt, (int, float)) and math.isfinite(dt) and 0 < dt < 0.05,
+            'dt', dt, "0 < dt < 0.05 (U'' ~ 8 at the minima)")
     n_steps = _check_int(n_steps, "n_steps", 4)
     replicas = _check_int(replicas, "replicas", 2)
     n_records = _check_int(n_records, "n_records", 1)
     if n_steps % n_records:
         raise ValueError(f"n_steps={n_steps!r} is invalid: expected a multiple of n_records={n_records}")
     unknown = [s for s in schedules if s not in SCHEDULES]
-    if not schedules or unknown:
-        raise ValueError(f"schedules={schedules!r} is invalid: expected a non-empty subset of {SCHEDULES}")
-    if not 0 < factor < 1:
-        raise ValueError(f"factor={factor!r} is invalid: expected 0 < factor < 1")
+    require(bool(schedules) and not unknown, "schedules", schedules, f"a non-empty subset of {SCHEDULES}")
+    require(0 < factor < 1, "factor", factor, "0 < factor < 1")
     well = tilted_double_well(tilt)
     every = n_steps // n_records
     outcomes = []

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import integrate, stats
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.simulate.langevin import euler_maruyama
 from sgd_dynamics.theory.escape import CriticalPoint, find_minimum, find_saddle
 from sgd_dynamics.theory.potential import Potential, parse_potential
@@ -161,9 +162,9 @@ def sgd_noise_occupation(landscape: Landscape, temperature: float,
 
 
 def _temperature(value: float, name: str = "temperature") -> float:
-    if not (isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} is invalid: expected a finite temperature > 0")
+    require(isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0,
+            name, value, "a finite temperature > 0")
     return float(value)
 
 
@@ -201,8 +202,7 @@ class Occupation:
 def simulated_occupation(landscape: Landscape, temperature: float, noise: str, replicas: int, time: float,
                          dt: float, seed: int) -> Occupation:
     """Start half the replicas in each minimum, run ``time``, count the wide-basin fraction."""
-    if noise not in ("isotropic", "sgd"):
-        raise ValueError(f"noise={noise!r} is invalid: expected 'isotropic' or 'sgd'")
+    require(noise in ("isotropic", "sgd"), "noise", noise, "'isotropic' or 'sgd'")
     x0 = np.where((np.arange(replicas) % 2 == 0)[:, None], landscape.wide.point, landscape.sharp.point)
     factor = sgd_noise_factor(landscape, temperature) if noise == "sgd" else None
     n_steps = int(round(time / dt))

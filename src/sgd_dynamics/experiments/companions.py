@@ -232,8 +232,8 @@ def architecture_experiment(
     progress=None,
 ) -> dict:
     """002 Fig. 1: resumed-training displacement of several architectures (each pretrained briefly)."""
+    from sgd_dynamics.estimation import fit_power_law
     from sgd_dynamics.measure import TrajectoryTracker
-    from sgd_dynamics.measure.fits import fit_power_law
 
     x = torch.as_tensor(dataset.x_train)
     y = torch.as_tensor(dataset.y_train)

@@ -18,7 +18,7 @@ the Hessian on the valley, so eq. 7 drifts down ``Tr H``. The distance travelled
 measured by the log-decrease ``A = log(Tr H_start / Tr H_end)`` of the Hessian trace after projection
 (Hutchinson estimate of ``(1/P) sum_a |J_a|_F^2`` with the same probes for every run, common random numbers),
 with the test loss and accuracy recorded alongside. Per ``eta``, ``beta*`` is the breakpoint of the continuous
-hinge of 003 eq. 14 (:func:`sgd_dynamics.measure.fits.fit_hinge`, bootstrap interval) fitted to ``A`` against
+hinge of 003 eq. 14 (:func:`sgd_dynamics.estimation.fit_hinge`, bootstrap interval) fitted to ``A`` against
 ``x = -log10(1 - beta)`` rather than against ``beta`` itself: the ``beta`` grid is geometric in ``1 - beta``
 over more than two decades, where ``A`` is close to a hinge in ``log(1 - beta)`` (the two timescales are
 powers of ``1 - beta``: ``tau_1 ~ (1 - beta)^-1``, ``tau_2 ~ (1 - beta)^2``) and not in ``beta``. Then
@@ -37,7 +37,9 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from sgd_dynamics.measure.fits import HingeFit, fit_hinge
+from sgd_dynamics._validation import require
+from sgd_dynamics.config_schema import setting, validate
+from sgd_dynamics.estimation import HingeFit, fit_hinge
 from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT
 
 _CLASSES = 10
@@ -47,20 +49,25 @@ _CLASSES = 10
 class ClassifierConfig:
     """The three-phase protocol. ``momenta`` is the ``beta`` grid, shared by every ``eta``."""
 
-    train_size: int = 256
-    test_size: int = 512
-    hidden: int = 32
-    lrs: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1)
-    momenta: tuple[float, ...] = (0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
-    label_noise: float = 0.5
-    steps: int = 2000
-    valley_loss: float = 1e-4
-    valley_max_steps: int = 20_000
-    projection_lr: float = 1e-3
-    projection_steps: int = 5000
-    probes: int = 16
-    n_bootstrap: int = 1000
-    seed: int = 0
+    train_size: int = setting(256, "training examples", minimum=1)
+    test_size: int = setting(512, "test examples", minimum=1)
+    hidden: int = setting(32, "hidden width", minimum=1)
+    lrs: tuple[float, ...] = setting((0.01, 0.02, 0.05, 0.1), "learning rates eta (at least two)", minimum=0,
+                                     maximum=1, exclusive_minimum=True, exclusive_maximum=True)
+    momenta: tuple[float, ...] = setting((0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999),
+                                         "momenta beta, shared by every eta (at least 4 distinct)", minimum=0,
+                                         maximum=1, exclusive_maximum=True)
+    label_noise: float = setting(0.5, "label-noise standard deviation eps", minimum=0, exclusive_minimum=True)
+    steps: int = setting(2000, "label-noise steps per run", minimum=1)
+    valley_loss: float = setting(1e-4, "loss that defines the valley", minimum=0, maximum=1,
+                                 exclusive_minimum=True, exclusive_maximum=True)
+    valley_max_steps: int = setting(20_000, "step cap to reach the valley", minimum=1)
+    projection_lr: float = setting(1e-3, "learning rate of the projection back to the valley", minimum=0,
+                                   exclusive_minimum=True)
+    projection_steps: int = setting(5000, "projection steps", minimum=1)
+    probes: int = setting(16, "Hutchinson probes of the Hessian trace", minimum=1)
+    n_bootstrap: int = setting(1000, "bootstrap resamples of the hinge fits", minimum=10)
+    seed: int = setting(0, "random seed", minimum=0)
 
     @classmethod
     def quick(cls, **overrides) -> ClassifierConfig:
@@ -81,28 +88,9 @@ class ClassifierConfig:
         return cls(**base)
 
     def __post_init__(self) -> None:
-        for name in (
-            "train_size",
-            "test_size",
-            "hidden",
-            "steps",
-            "valley_max_steps",
-            "projection_steps",
-            "probes",
-        ):
-            val = getattr(self, name)
-            if not (isinstance(val, (int, np.integer)) and val >= 1):
-                raise ValueError(f"{name}={val!r} is invalid: expected an integer >= 1")
-        if len(self.lrs) < 2 or not all(0 < x < 1 for x in self.lrs):
-            raise ValueError(f"lrs={self.lrs!r} is invalid: expected at least two learning rates in (0, 1)")
-        if len(set(self.momenta)) < 4 or not all(0 <= b < 1 for b in self.momenta):
-            raise ValueError(
-                f"momenta={self.momenta!r} is invalid: expected at least 4 distinct values in [0, 1)"
-            )
-        if not (math.isfinite(self.label_noise) and self.label_noise > 0):
-            raise ValueError(f"label_noise={self.label_noise!r} is invalid: expected a finite eps > 0")
-        if not (0 < self.valley_loss < 1):
-            raise ValueError(f"valley_loss={self.valley_loss!r} is invalid: expected 0 < valley_loss < 1")
+        validate(self)
+        require(len(self.lrs) >= 2, "lrs", self.lrs, "at least two learning rates in (0, 1)")
+        require(len(set(self.momenta)) >= 4, "momenta", self.momenta, "at least 4 distinct values in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
+from sgd_dynamics._validation import require
+from sgd_dynamics.config_schema import setting, validate
 from sgd_dynamics.simulate.label_noise import LabelNoiseState, MatrixSensing, simulate_label_noise
 from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT, matrix_sensing_optimal_constant
 
@@ -26,23 +28,23 @@ from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT, matrix_sensin
 class MatrixSensingConfig:
     """The sweep (defaults: the scaled-down 003 App. A.2.1 setting)."""
 
-    dimension: int = 20
-    rank: int = 2
-    dataset_size: int = 200
-    label_noise_variance: float = 0.1
-    lr: float = 0.1
-    momenta: tuple[float, ...] = (0.0, 0.9, 0.97, 0.99, 0.995, 0.998)
-    steps: int = 20_000
-    record_every: int = 100
-    replicas: int = 4
-    level: float = 0.02
-    seed: int = 0
+    dimension: int = setting(20, "matrix dimension d", minimum=1)
+    rank: int = setting(2, "rank of the target X*", minimum=1)
+    dataset_size: int = setting(200, "measurements", minimum=1)
+    label_noise_variance: float = setting(0.1, "label-noise variance", minimum=0, exclusive_minimum=True)
+    lr: float = setting(0.1, "learning rate eta", minimum=0, exclusive_minimum=True)
+    momenta: tuple[float, ...] = setting((0.0, 0.9, 0.97, 0.99, 0.995, 0.998), "momenta beta swept",
+                                         minimum=0, maximum=1, exclusive_maximum=True)
+    steps: int = setting(20_000, "steps per run", minimum=1)
+    record_every: int = setting(100, "steps between recorded points", minimum=1)
+    replicas: int = setting(4, "replicas per momentum", minimum=1)
+    level: float = setting(0.02, "relative level above the floor that defines the time to level", minimum=0,
+                           maximum=1, exclusive_minimum=True, exclusive_maximum=True)
+    seed: int = setting(0, "random seed", minimum=0)
 
     def __post_init__(self) -> None:
-        if not all(0 <= b < 1 for b in self.momenta) or not self.momenta:
-            raise ValueError(f"momenta={self.momenta!r} is invalid: expected values in [0, 1)")
-        if not (0 < self.level < 1):
-            raise ValueError(f"level={self.level!r} is invalid: expected 0 < level < 1")
+        validate(self)
+        require(len(self.momenta) >= 1, "momenta", self.momenta, "at least one value in [0, 1)")
 
 
 @dataclass(frozen=True)

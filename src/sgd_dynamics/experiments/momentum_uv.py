@@ -34,6 +34,8 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
+from sgd_dynamics._validation import require
+from sgd_dynamics.config_schema import setting, validate
 from sgd_dynamics.simulate.label_noise import (
     Activation,
     LabelNoiseState,
@@ -49,19 +51,25 @@ from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT, uv_optimal_co
 class UVStudyConfig:
     """The sweep. ``constant=None`` uses eq. 10 for ``C_sim``. Inputs are rescaled to ``mu_2 = 1`` exactly."""
 
-    gammas: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    lrs: tuple[float, ...] = tuple(float(x) for x in np.logspace(-3, -1, 5))
-    width: int = 10
-    dataset_size: int = 5
-    label_noise: float = 0.5
-    activation: Activation = "linear"
-    constant: float | None = None
-    replicas: int = 32
-    upper: float = 0.8
-    lower: float = 0.1
-    transient_relaxations: float = 2.0
-    max_steps: int = 400_000
-    seed: int = 0
+    gammas: tuple[float, ...] = setting((0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                                        "exponents gamma of 1 - beta = C eta^gamma", minimum=0, maximum=1,
+                                        exclusive_minimum=True, exclusive_maximum=True)
+    lrs: tuple[float, ...] = setting(tuple(float(x) for x in np.logspace(-3, -1, 5)),
+                                     "learning rates eta (at least two)", minimum=0, maximum=1,
+                                     exclusive_minimum=True, exclusive_maximum=True)
+    width: int = setting(10, "hidden width n", minimum=1)
+    dataset_size: int = setting(5, "training examples P", minimum=1)
+    label_noise: float = setting(0.5, "label-noise standard deviation eps", minimum=0, exclusive_minimum=True)
+    activation: Activation = setting("linear", "first-layer activation")
+    constant: float | None = setting(None, "C_sim (none: eq. 10)", minimum=0, exclusive_minimum=True)
+    replicas: int = setting(32, "independent replicas per (gamma, eta)", minimum=1)
+    upper: float = setting(0.8, "start of the fitted decay window (fraction of the start)", minimum=0,
+                           maximum=1, exclusive_minimum=True, exclusive_maximum=True)
+    lower: float = setting(0.1, "end of the fitted decay window (< upper)", minimum=0, maximum=1,
+                           exclusive_minimum=True, exclusive_maximum=True)
+    transient_relaxations: float = setting(2.0, "relaxation times skipped before the fit", minimum=0)
+    max_steps: int = setting(400_000, "step cap per run", minimum=1)
+    seed: int = setting(0, "random seed", minimum=0)
 
     @classmethod
     def quick(cls, **overrides) -> UVStudyConfig:
@@ -73,16 +81,10 @@ class UVStudyConfig:
         return cls(**base)
 
     def __post_init__(self) -> None:
-        if not self.gammas or not all(0 < g < 1 for g in self.gammas):
-            raise ValueError(f"gammas={self.gammas!r} is invalid: expected values in (0, 1)")
-        if len(self.lrs) < 2 or not all(0 < x < 1 for x in self.lrs):
-            raise ValueError(f"lrs={self.lrs!r} is invalid: expected at least two learning rates in (0, 1)")
-        if not (0 < self.lower < self.upper < 1):
-            raise ValueError(
-                f"upper={self.upper!r}, lower={self.lower!r} are invalid: expected 0 < lower < upper < 1"
-            )
-        if self.replicas < 1:
-            raise ValueError(f"replicas={self.replicas!r} is invalid: expected an integer >= 1")
+        validate(self)
+        require(len(self.gammas) >= 1, "gammas", self.gammas, "at least one value in (0, 1)")
+        require(len(self.lrs) >= 2, "lrs", self.lrs, "at least two learning rates in (0, 1)")
+        require(self.lower < self.upper, "lower", self.lower, f"0 < lower < upper={self.upper!r} < 1")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 A point is a pure function of its :class:`SweepPoint` (and the study's shared :class:`StudyContext`:
 data, model builder, ``theta*`` and the Hessian directions). It writes ``result.h5`` (HDF5, layout in
 :func:`sgd_dynamics.store.write_arrays`) and ``point.json`` into its own directory, ``result.h5`` last and
-atomically; a directory with ``result.h5`` is finished and is never recomputed.
-Interrupting a point loses only that point.
+atomically; a directory with ``result.h5`` is finished and is never recomputed. A point whose loss becomes
+non-finite is recorded as diverged (``diverged.json``: the step and the loss) and is not recomputed either;
+the study goes on without it. Interrupting a point loses only that point.
 
 Recorded per step: ``||delta_k||^2``, ``||Delta_k||^2 = ||theta_k - theta*||^2``, the projections of
 ``theta_k - theta*`` and ``v_k`` on the top Hessian eigenvectors, the loss. At ``noise_snapshots`` steps
@@ -23,12 +24,14 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.experiments.training import full_batches, make_optimizer, minibatch_indices, train
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.measure import TrajectoryTracker, gradient_noise
-from sgd_dynamics.store import read_arrays, write_arrays
+from sgd_dynamics.store import read_arrays, write_arrays, write_json
 
-__all__ = ["StudyContext", "SweepPoint", "load_point", "run_point"]
+__all__ = ["Divergence", "StudyContext", "SweepPoint", "load_divergence", "load_point", "point_status",
+           "run_point"]
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,11 @@ class SweepPoint:
     seed: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.steps, int) and self.steps >= 10):
-            raise ValueError(f"steps={self.steps!r} is invalid: expected an integer >= 10")
-        if not (isinstance(self.burn_in, int) and 0 <= self.burn_in < self.steps - 1):
-            raise ValueError(f"burn_in={self.burn_in!r} is invalid: expected an integer in [0, steps - 1)")
-        if not (isinstance(self.noise_snapshots, int) and self.noise_snapshots >= 1):
-            raise ValueError(f"noise_snapshots={self.noise_snapshots!r} is invalid: expected an integer >= 1")
+        require(isinstance(self.steps, int) and self.steps >= 10, "steps", self.steps, "an integer >= 10")
+        require(isinstance(self.burn_in, int) and 0 <= self.burn_in < self.steps - 1,
+                'burn_in', self.burn_in, "an integer in [0, steps - 1)")
+        require(isinstance(self.noise_snapshots, int) and self.noise_snapshots >= 1,
+                'noise_snapshots', self.noise_snapshots, "an integer >= 1")
 
     def hyper(self, dataset_size: int) -> Hyperparams:
         """The validated :class:`Hyperparams` of this point."""
@@ -98,6 +100,36 @@ class StudyContext:
     directions: Tensor  # (k, m), float32, rows q_i
 
 
+@dataclass(frozen=True)
+class Divergence:
+    """Where a sweep point diverged: the first step with a non-finite loss, and that loss."""
+
+    step: int
+    loss: float
+
+
+class _Diverged(Exception):
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"diverged at step {step}: loss={loss:.3g}")
+        self.divergence = Divergence(int(step), float(loss))
+
+
+def point_status(directory: Path | str) -> str | None:
+    """``"finished"``, ``"diverged"`` or ``None`` (not run, or interrupted)."""
+    directory = Path(directory)
+    if (directory / "result.h5").exists():
+        return "finished"
+    return "diverged" if (directory / "diverged.json").exists() else None
+
+
+def load_divergence(directory: Path | str) -> tuple[SweepPoint, Divergence]:
+    """The configuration of a diverged point and where it diverged."""
+    directory = Path(directory)
+    point = SweepPoint(**json.loads((directory / "point.json").read_text()))
+    record = json.loads((directory / "diverged.json").read_text())
+    return point, Divergence(int(record["step"]), float(record["loss"]))
+
+
 def _model_at_theta_star(ctx: StudyContext) -> nn.Module:
     model = ctx.build_model()
     model.load_state_dict(ctx.theta_star)
@@ -105,13 +137,28 @@ def _model_at_theta_star(ctx: StudyContext) -> nn.Module:
 
 
 def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Path:
-    """Run (or skip, when finished) one sweep point; returns the path of its ``result.h5``."""
+    """Run (or skip, when finished or diverged) one sweep point; returns the path of its record.
+
+    That is ``result.h5``, or ``diverged.json`` when the loss became non-finite.
+    """
     directory = Path(directory)
-    result = directory / "result.h5"
-    if result.exists():
-        return result
+    status = point_status(directory)
+    if status is not None:
+        return directory / ("result.h5" if status == "finished" else "diverged.json")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "point.json").write_text(json.dumps(asdict(point), indent=1))
+    write_json(directory / "point.json", asdict(point))
+    try:
+        arrays = _train_and_track(point, ctx)
+    except _Diverged as exc:
+        d = exc.divergence  # a non-finite loss as its name ("nan", "inf"): JSON has no such numbers
+        write_json(directory / "diverged.json", {"step": d.step, "loss": d.loss if np.isfinite(d.loss)
+                                                 else str(d.loss)})
+        return directory / "diverged.json"
+    return write_arrays(directory / "result.h5", arrays)  # atomic: result.h5 exists only when complete
+
+
+def _train_and_track(point: SweepPoint, ctx: StudyContext) -> dict[str, np.ndarray]:
+    """Resumed training from ``theta*`` with the point's hyperparameters; the tracked arrays."""
     hyper = point.hyper(len(ctx.x))
     model = _model_at_theta_star(ctx)
     optimizer = make_optimizer(model, hyper)
@@ -126,7 +173,7 @@ def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Pa
 
     def on_step(step: int, loss: float) -> None:
         if not np.isfinite(loss):
-            raise FloatingPointError(f"point {point.name} diverged at step {step}: loss={loss:.3g}")
+            raise _Diverged(step, loss)
         tracker.record(loss=loss)
         if step in noise_at:
             noise = gradient_noise(model, ctx.loss_fn, data, directions=q, chunk_size=250)
@@ -136,7 +183,7 @@ def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Pa
 
     train(model, optimizer, ctx.x, ctx.y, ctx.loss_fn, point.steps, batches, on_step=on_step)
     h = tracker.history
-    arrays = {
+    return {
         "steps": np.asarray(h["step"], np.int64) if "step" in h else np.arange(1, point.steps + 1),
         "local_sq_displacement": np.asarray(h["local_sq_displacement"], np.float64),
         "global_sq_displacement": np.asarray(h["global_sq_displacement"], np.float64),
@@ -147,7 +194,6 @@ def run_point(point: SweepPoint, ctx: StudyContext, directory: Path | str) -> Pa
         "noise_trace": noise_trace,
         "noise_modes": noise_modes,
     }
-    return write_arrays(result, arrays)  # atomic: result.h5 exists only when complete
 
 
 def load_point(directory: Path | str) -> tuple[SweepPoint, dict[str, np.ndarray]]:

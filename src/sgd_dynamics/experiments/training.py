@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.hyper import SAMPLERS, Hyperparams
 
 __all__ = ["LOSSES", "full_batches", "make_optimizer", "minibatch_indices", "resolve_loss", "train"]
@@ -60,8 +61,7 @@ def resolve_loss(name: str) -> LossFn:
 
 def minibatch_indices(num_examples: int, batch_size: int, sampler: str, seed: int) -> Iterator[Tensor]:
     """An endless stream of minibatch index tensors for the given sampler (seeded)."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler!r} is invalid: expected one of {', '.join(SAMPLERS)}")
+    require(sampler in SAMPLERS, "sampler", sampler, f"one of {', '.join(SAMPLERS)}")
     gen = torch.Generator().manual_seed(int(seed))
     if sampler == "with_replacement":
         while True:

@@ -12,32 +12,29 @@ Figures, each with a two-sentence reading written from the measured numbers
    :func:`~sgd_dynamics.experiments.basin_selection.sgd_noise_occupation`);
 4. annealing schedules (constant, step, cosine, ``c / log t``) and the fraction reaching the deeper basin.
 
-:func:`build_escape_report` writes the page from a finished study; :func:`write_escape_report` runs the study
-first. ``extra_sections`` (any :class:`~sgd_dynamics.report.html.ReportSection`) are appended after these, for
-the time-scale part of the issue.
+:func:`write_basins_report` writes ``RUN_DIR/report.html`` from the run directory that
+:func:`sgd_dynamics.experiments.basins.run_basins` wrote, with the time-scale sections of
+:mod:`sgd_dynamics.report.timescale_figures` after these four; :func:`build_escape_report` formats a loaded
+study and its theory curves (``extra_sections``, any :class:`~sgd_dynamics.report.html.ReportSection`, are
+appended). Nothing here runs a simulation or a theory formula: the curves and verdicts come stored.
 """
 
 from __future__ import annotations
 
 import math
-import platform
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from sgd_dynamics.experiments.basin_selection import (
-    SGD_ELIMINATION_ALLOWANCE,
-    quadrature_occupation,
-    sgd_noise_occupation,
-)
-from sgd_dynamics.experiments.escape_study import DOUBLE_WELL, EscapeStudy, run_escape_study
-from sgd_dynamics.report.html import Comparison, ReportSection, Table, write_report
-from sgd_dynamics.theory.escape import kramers_time, mean_first_passage_time
-from sgd_dynamics.theory.potential import parse_potential
+from sgd_dynamics.experiments.basin_selection import SGD_ELIMINATION_ALLOWANCE
+from sgd_dynamics.experiments.basins import BasinsCurves, basins_config, basins_rows, load_basins
+from sgd_dynamics.experiments.escape_study import DOUBLE_WELL, EscapeStudy
+from sgd_dynamics.report.html import ReportSection, Table, write_report
+from sgd_dynamics.report.run_metadata import run_metadata
 
-__all__ = ["REPORT_NAME", "SECTION_TITLES", "build_escape_report", "write_escape_report"]
+__all__ = ["REPORT_NAME", "SECTION_TITLES", "build_escape_report", "write_basins_report"]
 
 REPORT_NAME = "report.html"
 SECTION_TITLES = (
@@ -49,14 +46,15 @@ SECTION_TITLES = (
 _COLORS = {"constant": "C0", "step": "C1", "cosine": "C2", "log": "C3"}
 
 
-def write_escape_report(
-    out_dir: Path | str, *, quick: bool = False, seed: int = 0, extra_sections: Sequence[ReportSection] = ()
-) -> Path:
-    """Run the escape study and write ``out_dir/report.html`` (figures in ``out_dir/figures``)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir={str(out_dir)!r} is invalid: expected a directory, not an existing file")
-    return build_escape_report(out, run_escape_study(quick=quick, seed=seed), extra_sections=extra_sections)
+def write_basins_report(run_dir: Path | str) -> Path:
+    """Write ``run_dir/report.html`` (figures in ``run_dir/figures``) from the stored basins study."""
+    from sgd_dynamics.report.timescale_figures import timescale_sections
+
+    run_dir = Path(run_dir)
+    results = load_basins(run_dir)
+    extra = timescale_sections(autocorrelation=results.autocorrelation, rate_matrix=results.rate_matrix)
+    return build_escape_report(run_dir, results.study, results.curves, extra_sections=extra,
+                               metadata=run_metadata(run_dir, basins_config(run_dir)))
 
 
 def _figure(ncols: int = 1, width: float = 4.4, height: float = 3.4):
@@ -75,27 +73,25 @@ def _sentence(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------- 1. Arrhenius
-def _arrhenius_section(study: EscapeStudy) -> tuple[ReportSection, list[Comparison]]:
-    a = study.arrhenius
-    U = parse_potential(DOUBLE_WELL)
+def _arrhenius_figure(a, curves: BasinsCurves):
+    """The figure of the section (theory curves as stored, simulation points)."""
     fig, (ax, ax_ratio) = _figure(2, width=4.8, height=3.8)
-    grid = np.linspace(a.temperatures.min() * 0.9, a.temperatures.max() * 1.05, 60)
-    inv = 1.0 / grid
+    inv = 1.0 / curves.arrhenius_temperatures
     ax.plot(
         inv,
-        [mean_first_passage_time(U, T, -1.0, 0.0) for T in grid],
+        curves.exact_to_top,
         "k-",
         lw=1,
         label=r"exact MFPT $-1\to 0$ (quadrature)",
     )
     ax.plot(
         inv,
-        [mean_first_passage_time(U, T, -1.0, 1.0) for T in grid],
+        curves.exact_well_to_well,
         "k--",
         lw=1,
         label=r"exact well-to-well $-1\to +1$",
     )
-    ax.plot(inv, [kramers_time(U, T, -1.0, 0.0) for T in grid], ":", color="C3", lw=1.4, label="Kramers")
+    ax.plot(inv, curves.kramers, ":", color="C3", lw=1.4, label="Kramers")
     ax.errorbar(
         1.0 / a.temperatures,
         a.mc_mean,
@@ -149,6 +145,13 @@ def _arrhenius_section(study: EscapeStudy) -> tuple[ReportSection, list[Comparis
     ax_ratio.axhline(1.0, color="k", lw=0.6)
     ax_ratio.set(xlabel="T", ylabel="ratio")
     ax_ratio.legend(fontsize=7)
+    return fig
+
+
+def _arrhenius_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSection:
+    a = study.arrhenius
+    fig = _arrhenius_figure(a, curves)
+    ratio = a.mc_mean / a.exact
 
     z = (a.mc_mean - a.exact) / a.mc_stderr
     k_ratio = a.kramers / a.exact_well_to_well
@@ -194,43 +197,7 @@ def _arrhenius_section(study: EscapeStudy) -> tuple[ReportSection, list[Comparis
         ),
         rows,
     )
-    summary = [
-        Comparison(
-            f"MFPT -1→0 at T={T:g}",
-            float(e),
-            float(m),
-            tolerance=float(3 * s / m),
-            note="exact quadrature vs Monte Carlo; tolerance 3 SE",
-        )
-        for T, m, s, e in zip(a.temperatures, a.mc_mean, a.mc_stderr, a.exact, strict=True)
-    ]
-    summary.append(
-        Comparison(
-            "Arrhenius slope: exact quadrature vs Monte Carlo",
-            a.fit_exact.barrier,
-            slope,
-            tolerance=3 * se / abs(slope),
-            note="tolerance 3 propagated SE",
-        )
-    )
-    summary.append(
-        Comparison(
-            "Arrhenius slope: barrier dU vs Monte Carlo",
-            a.barrier,
-            slope,
-            note=f"T → 0 statement; ±{se:.3f} (1 SE)",
-        )
-    )
-    i = int(order[0])
-    summary.append(
-        Comparison(
-            f"Kramers vs exact well-to-well at T={a.temperatures[i]:g}",
-            float(a.kramers[i]),
-            float(a.exact_well_to_well[i]),
-            note="asymptotic as T → 0",
-        )
-    )
-    return ReportSection(SECTION_TITLES[0], reading, figure=fig, table=table, name="arrhenius"), summary
+    return ReportSection(SECTION_TITLES[0], reading, figure=fig, table=table, name="arrhenius")
 
 
 # ----------------------------------------------------------------------------------- 2. exit-time law
@@ -289,13 +256,12 @@ def _exit_time_section(study: EscapeStudy) -> ReportSection:
 
 
 # --------------------------------------------------------------------------------------- 3. occupation
-def _occupation_section(study: EscapeStudy) -> tuple[ReportSection, list[Comparison]]:
-    o = study.occupation
+def _occupation_figure(o, curves: BasinsCurves):
+    """The figure of the section (theory curves as stored, simulation points)."""
     land = o.landscape
     fig, (ax_map, ax) = _figure(2, width=4.6, height=3.6)
-    g = np.linspace(-1.8, 1.8, 241)
-    X, Y = np.meshgrid(g, g, indexing="ij")
-    u = land.potential.energy(np.stack([X, Y], -1))
+    X, Y = np.meshgrid(curves.map_grid, curves.map_grid, indexing="ij")
+    u = curves.energy_map
     filled = ax_map.contourf(X, Y, np.minimum(u, 1.5), levels=20, cmap="viridis")
     filled.set_rasterized(True)  # keeps the SVG small
     for cp, mark, lab in (
@@ -306,9 +272,9 @@ def _occupation_section(study: EscapeStudy) -> tuple[ReportSection, list[Compari
         ax_map.plot(*cp.point, mark, color="w", ms=7, label=lab)
     ax_map.set(xlabel="x", ylabel="y", title="U(x, y) (clipped at 1.5)")
     ax_map.legend(fontsize=7, loc="lower left")
-    temps = np.linspace(o.temperatures.min() * 0.8, o.temperatures.max() * 1.1, 30)
-    ax.plot(temps, [quadrature_occupation(land, T) for T in temps], "k-", lw=1, label="Gibbs, quadrature")
-    ax.plot(temps, [sgd_noise_occupation(land, T) for T in temps], "-", color="C3", lw=1,
+    temps = curves.occupation_temperatures
+    ax.plot(temps, curves.gibbs_occupation, "k-", lw=1, label="Gibbs, quadrature")
+    ax.plot(temps, curves.sgd_occupation, "-", color="C3", lw=1,
             label=r"SGD noise, $e^{-F/T}$ (y eliminated)")
     ax.axhline(o.laplace[0], color="k", ls="--", lw=1, label="Gibbs, Laplace")
     ax.axhline(0.5, color="grey", ls=":", lw=0.8)
@@ -330,6 +296,17 @@ def _occupation_section(study: EscapeStudy) -> tuple[ReportSection, list[Compari
     )
     ax.set(xlabel="T", ylabel="P(wide basin, x < 0)", ylim=(0.35, 0.9))
     ax.legend(fontsize=7)
+    return fig
+
+
+def _occupation_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSection:
+    o = study.occupation
+    land = o.landscape
+    fig = _occupation_figure(o, curves)
+    iso = np.array([s.wide for s in o.isotropic])
+    iso_se = np.array([s.stderr for s in o.isotropic])
+    sgd = np.array([s.wide for s in o.sgd])
+    sgd_se = np.array([s.stderr for s in o.sgd])
 
     z_iso = (iso - o.quadrature) / iso_se
     shift = sgd - iso
@@ -410,43 +387,11 @@ def _occupation_section(study: EscapeStudy) -> tuple[ReportSection, list[Compari
         caption=f"{study.config.occupation_replicas} replicas, half started in each minimum, "
         f"dt = {study.config.occupation_dt:g}",
     )
-    summary = []
-    for T, q, lp, p, se, s, s_se, sp in zip(o.temperatures, o.quadrature, o.laplace, iso, iso_se, sgd,
-                                            sgd_se, pred, strict=True):
-        summary.append(
-            Comparison(
-                f"P(wide), isotropic, T={T:g}",
-                float(q),
-                float(p),
-                tolerance=float(3 * se / p),
-                note="Gibbs quadrature vs simulation; tolerance 3 SE",
-            )
-        )
-        summary.append(
-            Comparison(
-                f"P(wide), Laplace vs quadrature, T={T:g}",
-                float(lp),
-                float(q),
-                note="Laplace is the T → 0 limit",
-            )
-        )
-        summary.append(
-            Comparison(
-                f"P(wide), SGD-shaped noise, T={T:g}",
-                float(sp),
-                float(s),
-                tolerance=float((3 * s_se + SGD_ELIMINATION_ALLOWANCE) / s),
-                note=f"y eliminated, exp(-F/T), vs simulation; tolerance 3 SE + "
-                f"{SGD_ELIMINATION_ALLOWANCE:g} (measured elimination error; isotropic Gibbs: {q:.3f})",
-            )
-        )
-    return ReportSection(
-        SECTION_TITLES[2], reading, figure=fig, table=table, name="basin_occupation"
-    ), summary
+    return ReportSection(SECTION_TITLES[2], reading, figure=fig, table=table, name="basin_occupation")
 
 
 # ---------------------------------------------------------------------------------------- 4. annealing
-def _annealing_section(study: EscapeStudy) -> tuple[ReportSection, list[Comparison]]:
+def _annealing_section(study: EscapeStudy) -> ReportSection:
     res = study.annealing
     well = res.well
     fig, (ax_t, ax_p) = _figure(2, width=4.6, height=3.5)
@@ -480,31 +425,12 @@ def _annealing_section(study: EscapeStudy) -> tuple[ReportSection, list[Comparis
         for o in res.outcomes
     )
     second = []
-    summary = []
     for o in res.outcomes:
         if o.kind == "constant":
             z = (o.deep_fraction - o.gibbs_fraction) / o.stderr if o.stderr > 0 else math.inf
             second.append(
                 f"the constant schedule {'reaches' if abs(z) < 3 else 'misses'} its Gibbs fraction "
                 f"(z = {z:.1f})"
-            )
-            summary.append(
-                Comparison(
-                    "annealing: constant T0, deep-basin fraction",
-                    o.gibbs_fraction,
-                    o.deep_fraction,
-                    tolerance=3 * o.stderr / max(o.deep_fraction, 1e-12),
-                    note="Gibbs quadrature vs simulation; tolerance 3 binomial SE",
-                )
-            )
-        else:
-            summary.append(
-                Comparison(
-                    f"annealing: {o.kind}, deep-basin fraction",
-                    o.gibbs_fraction,
-                    o.deep_fraction,
-                    note=f"Gibbs at the final T = {o.final_temperature:.3g}; freezing keeps it below",
-                )
             )
     cooled = [o for o in res.outcomes if o.kind in ("step", "cosine")]
     if cooled:
@@ -543,25 +469,22 @@ def _annealing_section(study: EscapeStudy) -> tuple[ReportSection, list[Comparis
         (o.kind, o.final_temperature, o.deep_fraction, o.stderr, o.gibbs_fraction) for o in res.outcomes
     )
     table = Table(("schedule", "final T", "deep fraction", "SE", "Gibbs at final T"), rows)
-    return ReportSection(SECTION_TITLES[3], reading, figure=fig, table=table, name="annealing"), summary
+    return ReportSection(SECTION_TITLES[3], reading, figure=fig, table=table, name="annealing")
 
 
 # ------------------------------------------------------------------------------------------------ page
-def build_escape_report(
-    out_dir: Path | str, study: EscapeStudy, *, extra_sections: Sequence[ReportSection] = ()
-) -> Path:
-    """Write ``out_dir/report.html`` from a finished study; ``extra_sections`` follow the built-in four."""
+def build_escape_report(out_dir: Path | str, study: EscapeStudy, curves: BasinsCurves, *,
+                        extra_sections: Sequence[ReportSection] = (), metadata: dict | None = None) -> Path:
+    """Write ``out_dir/report.html`` from a loaded study and its theory curves.
+
+    ``extra_sections`` follow the built-in four; ``metadata`` (the run directory's) precedes the study's.
+    """
     extra = tuple(extra_sections)
     bad = [i for i, s in enumerate(extra) if not isinstance(s, ReportSection)]
     if bad:
         raise ValueError(f"extra_sections[{bad[0]}]={extra[bad[0]]!r} is invalid: expected a ReportSection")
-    sec1, sum1 = _arrhenius_section(study)
-    sec2 = _exit_time_section(study)
-    sec3, sum3 = _occupation_section(study)
-    sec4, sum4 = _annealing_section(study)
-    import matplotlib
-    import scipy
-
+    sections = [_arrhenius_section(study, curves), _exit_time_section(study),
+                _occupation_section(study, curves), _annealing_section(study), *extra]
     cfg = study.config
     limitations = [
         "Monte Carlo exit times are taken to the barrier top x = 0, which a trajectory reaches about halfway "
@@ -582,25 +505,19 @@ def build_escape_report(
         "run), so its outcome at fixed simulated time does not depend on dt; Hajek's guarantee is "
         "asymptotic in time and needs c = T0 at least the shallow well's depth.",
     ]
-    metadata = {
+    metadata = (metadata or {}) | {
         "seed": study.seed,
         "configuration": asdict(cfg),
         "double well (Arrhenius, exit times)": DOUBLE_WELL,
         "sharp/wide landscape": study.occupation.landscape.potential.expression,
         "annealing potential": study.annealing.well.potential.expression,
         "wall seconds": {k: round(v, 2) for k, v in study.seconds.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "scipy": scipy.__version__,
-            "matplotlib": matplotlib.__version__,
-        },
     }
     return write_report(
         Path(out_dir) / REPORT_NAME,
         "Escape over barriers and basin selection by noise",
-        [sec1, sec2, sec3, sec4, *extra],
-        summary=[*sum1, *sum3, *sum4],
+        sections,
+        summary=basins_rows(study),
         limitations=limitations,
         metadata=metadata,
         introduction="Overdamped Langevin dx = -grad U dt + sqrt(2T) dW with T the effective temperature "

@@ -34,8 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sgd_dynamics.verdicts import Row
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+Comparison = Row  # the summary table's row: one definition for every study (sgd_dynamics.verdicts)
 
 __all__ = ["Comparison", "ReportSection", "Table", "save_figure", "write_report", "PNG_SIGNATURE"]
 
@@ -57,41 +61,6 @@ class Table:
         for i, row in enumerate(self.rows):
             if len(row) != len(self.columns):
                 raise ValueError(f"rows[{i}] has {len(row)} cells; expected len(columns)={len(self.columns)}")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One line of the summary table: a predicted and a measured value of the same quantity.
-
-    ``relative_error = (predicted - measured) / |measured|`` (signed: positive means the theory overshoots).
-    With a ``tolerance``, the verdict is ``"holds"`` when ``|relative_error| <= tolerance``, else ``"fails"``;
-    without one the row is informative only (``"reported"``).
-
-    >>> c = Comparison("speed", predicted=1.1, measured=1.0, tolerance=0.05)
-    >>> round(c.relative_error, 6), c.verdict
-    (0.1, 'fails')
-    """
-
-    quantity: str
-    predicted: float
-    measured: float
-    tolerance: float | None = None
-    note: str = ""
-
-    @property
-    def relative_error(self) -> float:
-        """Signed relative error of the prediction; ``nan`` when the measurement is zero or missing."""
-        if not (math.isfinite(self.predicted) and math.isfinite(self.measured)) or self.measured == 0:
-            return math.nan
-        return (self.predicted - self.measured) / abs(self.measured)
-
-    @property
-    def verdict(self) -> str:
-        """``"holds"``, ``"fails"`` or ``"reported"`` (no tolerance given)."""
-        if self.tolerance is None:
-            return "reported"
-        err = self.relative_error
-        return "holds" if math.isfinite(err) and abs(err) <= self.tolerance else "fails"
 
 
 @dataclass(frozen=True)

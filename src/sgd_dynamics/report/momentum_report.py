@@ -11,79 +11,44 @@ Figures, each with a two-sentence reading written from the measured numbers:
 4. the classifier: the hinge fits of 003 eq. 14 per ``eta`` and ``1 - beta*`` against ``eta`` with the
    power-law fit and the predicted exponent 2/3.
 
-:func:`build_momentum_report` writes the page from results already computed; :func:`write_momentum_report`
-runs the studies first (``quick=True``: the reduced configurations used by the tests).
+:func:`write_momentum_report` writes ``RUN_DIR/report.html`` from the run directory that
+:func:`sgd_dynamics.experiments.momentum_study.run_momentum` wrote; :func:`build_momentum_report` formats
+results already loaded. Neither runs an experiment or a theory formula: the predictions and verdicts come
+stored with the results (:func:`~sgd_dynamics.experiments.momentum_study.momentum_rows`).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from sgd_dynamics.experiments.label_noise_classifier import (
-    ClassifierConfig,
-    ClassifierResult,
-    run_classifier_study,
+from sgd_dynamics.experiments.label_noise_classifier import ClassifierResult
+from sgd_dynamics.experiments.matrix_sensing import MatrixSensingResult
+from sgd_dynamics.experiments.momentum_study import (
+    DRIFT_GAMMAS,
+    MomentumResults,
+    load_momentum,
+    momentum_config,
+    momentum_rows,
 )
-from sgd_dynamics.experiments.matrix_sensing import (
-    MatrixSensingConfig,
-    MatrixSensingResult,
-    run_matrix_sensing,
-)
-from sgd_dynamics.experiments.momentum_uv import (
-    UVStudyConfig,
-    UVStudyResult,
-    gamma_key,
-    run_activation_sweep,
-)
-from sgd_dynamics.report.html import Comparison, ReportSection, Table, write_report
-from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT, timescale_exponent, uv_drift_time
+from sgd_dynamics.experiments.momentum_uv import UVStudyResult, gamma_key
+from sgd_dynamics.report.html import ReportSection, Table, write_report
+from sgd_dynamics.report.run_metadata import run_metadata
+from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT
 
-__all__ = ["MomentumResults", "build_momentum_report", "run_momentum_studies", "write_momentum_report"]
+__all__ = ["MomentumResults", "build_momentum_report", "write_momentum_report"]
 
-_DRIFT_GAMMAS = (0.3, 0.4, 0.5)
+_DRIFT_GAMMAS = DRIFT_GAMMAS
 
 
-@dataclass(frozen=True)
-class MomentumResults:
-    """Everything the page shows: the vector-UV study per activation, matrix sensing, the classifier."""
-
-    uv: dict[str, UVStudyResult]
-    sensing: MatrixSensingResult
-    classifier: ClassifierResult
-    seconds: dict[str, float]
-
-
-def run_momentum_studies(quick: bool = False) -> MomentumResults:
-    """Run the three studies (``quick``: reduced grids, seconds instead of minutes)."""
-    seconds = {}
-    t = time.perf_counter()
-    if quick:
-        uv_cfg = UVStudyConfig.quick(gammas=(0.3, 0.5, 0.8), lrs=(0.01, 0.03, 0.1), replicas=8)
-        ms_cfg = MatrixSensingConfig(
-            momenta=(0.9, 0.97, 0.99, 0.998), steps=2000, replicas=1, record_every=50
-        )
-        cl_cfg = ClassifierConfig.quick()
-    else:
-        uv_cfg, ms_cfg, cl_cfg = UVStudyConfig(), MatrixSensingConfig(), ClassifierConfig()
-    uv = run_activation_sweep(uv_cfg)
-    seconds["vector UV (3 activations)"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sensing = run_matrix_sensing(ms_cfg)
-    seconds["matrix sensing"] = time.perf_counter() - t
-    t = time.perf_counter()
-    classifier = run_classifier_study(cl_cfg)
-    seconds["classifier"] = time.perf_counter() - t
-    return MomentumResults(uv, sensing, classifier, seconds)
-
-
-def write_momentum_report(out_dir: Path | str, quick: bool = False) -> Path:
-    """Run the studies and write ``out_dir/momentum_report.html`` (figures in ``out_dir/figures``)."""
-    return build_momentum_report(out_dir, run_momentum_studies(quick))
+def write_momentum_report(run_dir: Path | str) -> Path:
+    """Write ``run_dir/report.html`` (figures in ``run_dir/figures``) from the stored momentum study."""
+    run_dir = Path(run_dir)
+    results = load_momentum(run_dir)
+    return build_momentum_report(run_dir, results, metadata=run_metadata(run_dir, momentum_config(run_dir)))
 
 
 # ----------------------------------------------------------------------------------------------- figures
@@ -96,18 +61,7 @@ def _figure(ncols: int = 1, width: float = 4.4, height: float = 3.4):
     return fig, np.atleast_1d(fig.subplots(1, ncols, squeeze=False)).ravel()
 
 
-def _gamma03_ratios(res: UVStudyResult) -> list[tuple[float, float, float]]:
-    """``(eta, fitted T_c, predicted tau_2 / 2)`` at ``gamma = 0.3`` (003 eq. 9)."""
-    cfg = res.config
-    out = []
-    for p in res.points:
-        if math.isclose(p.gamma, 0.3):
-            pred = uv_drift_time(p.lr, p.momentum, cfg.width, cfg.dataset_size, cfg.label_noise, 1.0) / 2
-            out.append((p.lr, p.timescale, pred))
-    return out
-
-
-def _timescale_figure(res: UVStudyResult):
+def _timescale_figure(res: UVStudyResult, g03: tuple):
     fig, (ax,) = _figure(width=5.6, height=4.0)
     for gamma in res.config.gammas:
         key = gamma_key(gamma)
@@ -117,21 +71,20 @@ def _timescale_figure(res: UVStudyResult):
             lrs, [p.timescale for p in pts], "o", label=rf"$\gamma$={key}: $\alpha$={res.alpha[key]:.3f}"
         )
         ax.plot(lrs, res.prefactor[key] * lrs ** -res.alpha[key], "-", color=line.get_color(), lw=1)
-    g03 = _gamma03_ratios(res)
     if g03:
         ax.plot(
-            [r[0] for r in g03], [r[2] for r in g03], "kx", ms=9, label=r"eq. 9: $\tau_2/2$ at $\gamma$=0.3"
+            [d.lr for d in g03], [d.predicted for d in g03], "kx", ms=9,
+            label=r"eq. 9: $\tau_2/2$ at $\gamma$=0.3",
         )
     ax.set(xscale="log", yscale="log", xlabel=r"learning rate $\eta$", ylabel=r"timescale $T_c$ [steps]")
     ax.legend(fontsize=6.5)
     return fig
 
 
-def _alpha_figure(uv: dict[str, UVStudyResult]):
+def _alpha_figure(uv: dict[str, UVStudyResult], g: np.ndarray, paper: np.ndarray):
     fig, (ax,) = _figure(width=5.2, height=3.8)
-    g = np.linspace(0.25, 0.95, 200)
     ax.plot(g, 2 * (1 - g), "k-", lw=1, label=r"$2(1-\gamma)$ (drift, eq. 7)")
-    ax.plot(g, [timescale_exponent(x) for x in g], "k--", lw=1, label=r"paper: $\max(2-2\gamma, \gamma)$")
+    ax.plot(g, paper, "k--", lw=1, label=r"paper: $\max(2-2\gamma, \gamma)$")
     for (name, res), marker in zip(uv.items(), "osD", strict=False):
         gam = np.array(res.config.gammas)
         ax.plot(gam, [res.alpha[gamma_key(x)] for x in gam], marker, mfc="none", label=f"{name} (fit)")
@@ -190,76 +143,27 @@ def _interval(ci: tuple[float, float]) -> str:
     return f"[{ci[0]:.3g}, {ci[1]:.3g}]"
 
 
-def build_momentum_report(out_dir: Path | str, results: MomentumResults) -> Path:
-    """Write ``out_dir/momentum_report.html`` from computed results; returns its path."""
-    uv, ms, cl = results.uv, results.sensing, results.classifier
-    lin = uv["linear"]
-    summary: list[Comparison] = []
-    for name, res in uv.items():
-        for g in _DRIFT_GAMMAS:
-            key = gamma_key(g)
-            if key in res.alpha:
-                summary.append(
-                    Comparison(
-                        f"alpha(gamma={key}), {name} first layer",
-                        2 * (1 - g),
-                        res.alpha[key],
-                        tolerance=0.05,
-                        note="2(1 - gamma), 003 eq. 7",
-                    )
-                )
-    g03 = _gamma03_ratios(lin)
-    for eta, fitted, pred in g03:
-        summary.append(
-            Comparison(
-                f"decay time of |u|^2+|v|^2, gamma=0.3, eta={eta:.3g} [steps]",
-                pred,
-                fitted,
-                tolerance=0.10,
-                note="tau_2/2 of 003 eq. 9 (drift governs at gamma=0.3)",
-            )
-        )
-    summary.append(
-        Comparison(
-            "C (common T_0, linear)",
-            lin.theoretical_constant,
-            lin.constant,
-            note="eq. 10; the paper fits 0.2 against 0.17",
-        )
-    )
-    summary.append(
-        Comparison(
-            "matrix sensing: 1 - beta*",
-            ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT,
-            1 - ms.best_momentum,
-            note=f"grid argmin over beta in {list(ms.config.momenta)} (ERRATA 003.6)",
-        )
-    )
-    summary.append(
-        Comparison(
-            "classifier: gamma*",
-            OPTIMAL_EXPONENT,
-            cl.exponent,
-            note=f"95% CI {_interval(cl.exponent_interval)}",
-        )
-    )
-
-    readings = []
+def _uv_section(results: MomentumResults) -> ReportSection:
+    lin = results.uv["linear"]
+    g03 = [(d.lr, d.fitted, d.predicted) for d in results.drift_times]
     a03 = [lin.alpha.get(gamma_key(g), math.nan) for g in _DRIFT_GAMMAS]
     worst = max(abs(a / (2 * (1 - g)) - 1) for a, g in zip(a03, _DRIFT_GAMMAS, strict=True))
     ratio_txt = ", ".join(f"{f / p:.3f} (eta={e:.3g})" for e, f, p in g03)
-    readings.append(
-        ReportSection(
-            "Vector UV model: timescale against the learning rate",
-            "The decay time T_c of |u|^2+|v|^2 from a point of the valley falls as a power of eta for every "
-            f"gamma, and at gamma=0.3 the fitted/predicted ratio against tau_2/2 of eq. 9 is {ratio_txt}. "
-            f"Below gamma=2/3 the drift theory {'holds' if worst <= 0.05 else 'does not hold'} "
-            f"(fitted exponents within {100 * worst:.1f}% of 2(1-gamma)); the fitted C={lin.constant:.3f} "
-            f"against {lin.theoretical_constant:.3f} from eq. 10.",
-            figure=_timescale_figure(lin),
-            name="uv_timescales",
-        )
+    return ReportSection(
+        "Vector UV model: timescale against the learning rate",
+        "The decay time T_c of |u|^2+|v|^2 from a point of the valley falls as a power of eta for every "
+        f"gamma, and at gamma=0.3 the fitted/predicted ratio against tau_2/2 of eq. 9 is {ratio_txt}. "
+        f"Below gamma=2/3 the drift theory {'holds' if worst <= 0.05 else 'does not hold'} "
+        f"(fitted exponents within {100 * worst:.1f}% of 2(1-gamma)); the fitted C={lin.constant:.3f} "
+        f"against {lin.theoretical_constant:.3f} from eq. 10.",
+        figure=_timescale_figure(lin, results.drift_times),
+        name="uv_timescales",
     )
+
+
+def _alpha_section(results: MomentumResults) -> ReportSection:
+    uv = results.uv
+    lin = uv["linear"]
     rows = tuple(
         (
             gamma_key(g),
@@ -275,42 +179,44 @@ def build_momentum_report(out_dir: Path | str, results: MomentumResults) -> Path
         if gamma_key(g) in res.alpha
     )
     above = [g for g in lin.config.gammas if g > OPTIMAL_EXPONENT]
-    readings.append(
-        ReportSection(
-            "Exponent alpha(gamma) for linear, tanh and ReLU first layers",
-            "The fitted exponent follows 2(1-gamma) for gamma in 0.3-0.5 with every activation (largest "
-            f"deviation {100 * worst_all:.1f}%), so the drift prediction holds beyond the linear model. "
-            + (
-                "Above 2/3 the measured exponents "
-                f"({', '.join(f'{gamma_key(g)}: {lin.alpha[gamma_key(g)]:.2f}' for g in above)}"
-                " for the linear model) are not gamma, as ERRATA 003.8 anticipates; they are reported as "
-                "measured."
-                if above
-                else "No gamma above 2/3 was run."
-            ),
-            figure=_alpha_figure(uv),
-            name="uv_alpha",
-            table=Table(("gamma", "2(1-gamma)", *(f"alpha, {n}" for n in uv)), rows),
-        )
+    return ReportSection(
+        "Exponent alpha(gamma) for linear, tanh and ReLU first layers",
+        "The fitted exponent follows 2(1-gamma) for gamma in 0.3-0.5 with every activation (largest "
+        f"deviation {100 * worst_all:.1f}%), so the drift prediction holds beyond the linear model. "
+        + (
+            "Above 2/3 the measured exponents "
+            f"({', '.join(f'{gamma_key(g)}: {lin.alpha[gamma_key(g)]:.2f}' for g in above)}"
+            " for the linear model) are not gamma, as ERRATA 003.8 anticipates; they are reported as "
+            "measured."
+            if above
+            else "No gamma above 2/3 was run."
+        ),
+        figure=_alpha_figure(uv, results.exponent_gammas, results.paper_exponent),
+        name="uv_alpha",
+        table=Table(("gamma", "2(1-gamma)", *(f"alpha, {n}" for n in uv)), rows),
     )
+
+
+def _sensing_section(ms: MatrixSensingResult) -> ReportSection:
     times = ", ".join(
         f"{b:g}: {t:.0f}" if math.isfinite(t) else f"{b:g}: not reached"
         for b, t in zip(ms.config.momenta, ms.time_to_level, strict=True)
     )
     pred_beta = 1 - ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT
     optimum_agrees = abs((1 - ms.best_momentum) / (1 - pred_beta) - 1) < 0.5
-    readings.append(
-        ReportSection(
-            "Matrix sensing: trace of the Hessian and test error per momentum",
-            f"Steps to bring the trace within {100 * ms.config.level:g}% of its floor per beta are {times}, "
-            "so the speed along the valley is non-monotone in beta with the fastest at "
-            f"beta={ms.best_momentum:g}. "
-            f"The corrected prediction (ERRATA 003.6) is beta*={pred_beta:.4f}; the measured optimum "
-            f"{'agrees with it to the resolution of the grid' if optimum_agrees else 'differs from it'}.",
-            figure=_sensing_figure(ms),
-            name="matrix_sensing",
-        )
+    return ReportSection(
+        "Matrix sensing: trace of the Hessian and test error per momentum",
+        f"Steps to bring the trace within {100 * ms.config.level:g}% of its floor per beta are {times}, "
+        "so the speed along the valley is non-monotone in beta with the fastest at "
+        f"beta={ms.best_momentum:g}. "
+        f"The corrected prediction (ERRATA 003.6) is beta*={pred_beta:.4f}; the measured optimum "
+        f"{'agrees with it to the resolution of the grid' if optimum_agrees else 'differs from it'}.",
+        figure=_sensing_figure(ms),
+        name="matrix_sensing",
     )
+
+
+def _classifier_section(cl: ClassifierResult) -> ReportSection:
     cl_rows = tuple(
         (
             s.lr,
@@ -323,33 +229,34 @@ def build_momentum_report(out_dir: Path | str, results: MomentumResults) -> Path
         for s in cl.sweeps
     )
     inside = cl.exponent_interval[0] <= OPTIMAL_EXPONENT <= cl.exponent_interval[1]
-    readings.append(
-        ReportSection(
-            "MNIST-1D classifier: optimal momentum against the learning rate",
-            "Left: the log-decrease of the Hessian trace after a fixed budget of label-noise steps and "
-            "projection, "
-            "against -log10(1-beta), with the hinge of eq. 14 per eta; right: 1-beta* against eta, fitted "
-            f"as C eta^gamma* with C={cl.constant:.3g} {_interval(cl.constant_interval)} and "
-            f"gamma*={cl.exponent:.3f} {_interval(cl.exponent_interval)}. "
-            f"The predicted exponent 2/3 is {'inside' if inside else 'outside'} the 95% interval, so at this "
-            f"scale the classifier {'is consistent with' if inside else 'does not confirm'} the 2/3 law.",
-            figure=_classifier_figure(cl),
-            name="classifier",
-            table=Table(
-                ("eta", "beta*", "95% CI", "1-beta*", "max A", "best test acc."),
-                cl_rows,
-                caption=f"start: Tr H = {cl.start_trace_hessian:.4g}, train loss {cl.start_train_loss:.2g}, "
-                f"test accuracy {cl.start_test_accuracy:.3f}",
-            ),
-        )
+    return ReportSection(
+        "MNIST-1D classifier: optimal momentum against the learning rate",
+        "Left: the log-decrease of the Hessian trace after a fixed budget of label-noise steps and "
+        "projection, "
+        "against -log10(1-beta), with the hinge of eq. 14 per eta; right: 1-beta* against eta, fitted "
+        f"as C eta^gamma* with C={cl.constant:.3g} {_interval(cl.constant_interval)} and "
+        f"gamma*={cl.exponent:.3f} {_interval(cl.exponent_interval)}. "
+        f"The predicted exponent 2/3 is {'inside' if inside else 'outside'} the 95% interval, so at this "
+        f"scale the classifier {'is consistent with' if inside else 'does not confirm'} the 2/3 law.",
+        figure=_classifier_figure(cl),
+        name="classifier",
+        table=Table(
+            ("eta", "beta*", "95% CI", "1-beta*", "max A", "best test acc."),
+            cl_rows,
+            caption=f"start: Tr H = {cl.start_trace_hessian:.4g}, train loss {cl.start_train_loss:.2g}, "
+            f"test accuracy {cl.start_test_accuracy:.3f}",
+        ),
     )
+
+
+def _limitations(cl: ClassifierResult) -> list[str]:
     off = [
         (s.lr, float(b))
         for s in cl.sweeps
         for b, loss in zip(s.momenta, s.train_loss, strict=True)
         if loss >= cl.config.valley_loss
     ]
-    limitations = [
+    return [
         f"{len(off)} of {sum(s.momenta.size for s in cl.sweeps)} classifier runs did not return below the "
         "valley "
         f"loss {cl.config.valley_loss:g} within {cl.config.projection_steps} projection steps (eta, beta: "
@@ -364,18 +271,26 @@ def build_momentum_report(out_dir: Path | str, results: MomentumResults) -> Path
         "gives only the scaling, and the fitted exponents there are not gamma (ERRATA 003.8).",
         "The constant C of eq. 10 assumes a linear first layer; for tanh and ReLU the same C_sim is used.",
     ]
-    metadata = {
+
+
+def build_momentum_report(out_dir: Path | str, results: MomentumResults, metadata: dict | None = None
+                          ) -> Path:
+    """Write ``out_dir/report.html`` from loaded results; returns its path."""
+    uv, ms, cl = results.uv, results.sensing, results.classifier
+    lin = uv["linear"]
+    sections = [_uv_section(results), _alpha_section(results), _sensing_section(ms), _classifier_section(cl)]
+    metadata = (metadata or {}) | {
         "vector UV config": asdict(lin.config) | {"activation": list(uv)},
         "matrix sensing config": asdict(ms.config),
         "classifier config": asdict(cl.config),
         "wall seconds": {k: round(v, 1) for k, v in results.seconds.items()},
     }
     return write_report(
-        Path(out_dir) / "momentum_report.html",
+        Path(out_dir) / "report.html",
         "Momentum scaling for label-noise SGD (1 - beta = C eta^(2/3))",
-        readings,
-        summary=summary,
-        limitations=limitations,
+        sections,
+        summary=momentum_rows(results),
+        limitations=_limitations(cl),
         metadata=metadata,
         introduction="Reproduction of the two-timescale picture of 003 on a solvable model, "
         "matrix sensing and a small MNIST-1D classifier.",

@@ -1,7 +1,8 @@
 """Report sections for the time-scales studies (chapter 004; ERRATA 004.4, 004.6).
 
-:func:`timescale_sections` runs :mod:`sgd_dynamics.experiments.timescales` and returns two
-:class:`~sgd_dynamics.report.html.ReportSection` objects, meant for the escape report's ``extra_sections``:
+:func:`timescale_sections` formats the two studies of :mod:`sgd_dynamics.experiments.timescales` (as stored
+by :func:`sgd_dynamics.experiments.basins.run_basins`) into two
+:class:`~sgd_dynamics.report.html.ReportSection` objects, the escape report's ``extra_sections``:
 
 1. autocorrelation of ``x`` in the double well against the Fokker–Planck prediction, and the fitted decay rate
    against the operator's spectral gap at each temperature;
@@ -141,7 +142,16 @@ def _rate_matrix_section(study: RateMatrixStudy) -> ReportSection:
                          figure=rate_matrix_figure(study), table=table, name="timescales_rate_matrix")
 
 
-def timescale_sections(quick: bool, seed: int) -> list[ReportSection]:
-    """Run both time-scales studies and return their report sections (autocorrelation, rate matrix)."""
-    return [_autocorrelation_section(autocorrelation_study(quick, seed)),
-            _rate_matrix_section(rate_matrix_study(quick, seed))]
+def timescale_sections(*, autocorrelation: AutocorrelationStudy | None = None,
+                       rate_matrix: RateMatrixStudy | None = None, quick: bool = False, seed: int = 0
+                       ) -> list[ReportSection]:
+    """The report sections (autocorrelation, rate matrix) of the two time-scales studies.
+
+    Pass the studies a run directory holds. Without them both are run here (``quick``, ``seed``): kept only
+    so older callers work; the basins study stores them (:func:`sgd_dynamics.experiments.basins.run_basins`).
+    """
+    if autocorrelation is None:
+        autocorrelation = autocorrelation_study(quick, seed)
+    if rate_matrix is None:
+        rate_matrix = rate_matrix_study(quick, seed)
+    return [_autocorrelation_section(autocorrelation), _rate_matrix_section(rate_matrix)]

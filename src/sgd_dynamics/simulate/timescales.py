@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from sgd_dynamics._validation import positive as _positive
+from sgd_dynamics.estimation.decay import log_linear_decay_rate as _log_slope
 
 Array = NDArray[np.float64]
 OUTSIDE = -1  # label of a point outside every core set
@@ -115,13 +116,6 @@ class Estimate:
 def _jackknife(point: float, replicates: Array) -> Estimate:
     g = replicates.size
     return Estimate(point, float(math.sqrt((g - 1) / g * np.sum((replicates - replicates.mean()) ** 2))))
-
-
-def _log_slope(lags: Array, rho: Array, name: str) -> float:
-    if np.any(rho <= 0):
-        raise ValueError(f"autocorrelation is <= 0 inside window={name}: the window reaches lags where "
-                         "rho is lost in noise; end it earlier or simulate longer")
-    return -float(np.polyfit(lags, np.log(rho), 1)[0])
 
 
 def fit_decay_rate(acf: Autocorrelation, window: tuple[float, float]) -> Estimate:

@@ -63,3 +63,21 @@ __all__ = [
     "reshuffled_stationary_speed",
     "reshuffled_displacement_from_start",
 ]
+
+# Study-level assembly from a measured top-k spectrum (appended: issue 13)
+from sgd_dynamics.theory.spectrum_summary import ar2_mean_frequency, bulk_spectrum  # noqa: E402
+from sgd_dynamics.theory.study_prediction import (  # noqa: E402
+    discrete_speed,
+    displacement_curve,
+    gibbs_spread_ratio,
+    modified_loss_planes,
+)
+
+__all__ += [
+    "ar2_mean_frequency",
+    "bulk_spectrum",
+    "discrete_speed",
+    "displacement_curve",
+    "gibbs_spread_ratio",
+    "modified_loss_planes",
+]

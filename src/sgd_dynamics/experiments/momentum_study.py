@@ -1,0 +1,168 @@
+"""The momentum-scaling study (003) in one run directory: vector UV model, matrix sensing, a classifier.
+
+``run_momentum(config, run_dir) -> run directory -> write_momentum_report(run_dir)``. The three parts run
+once each and are stored as typed records (:mod:`sgd_dynamics.store.records`) in ``RUN_DIR/results/``,
+together with the theory the page compares them with (``tau_2 / 2`` of 003 eq. 9 at ``gamma = 0.3``, the
+exponent curves of eq. 7 and ERRATA 003.8); :func:`momentum_rows` gives the verdicts of ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sgd_dynamics.config_schema import setting, validate
+from sgd_dynamics.experiments.label_noise_classifier import (
+    ClassifierConfig,
+    ClassifierResult,
+    run_classifier_study,
+)
+from sgd_dynamics.experiments.matrix_sensing import (
+    MatrixSensingConfig,
+    MatrixSensingResult,
+    run_matrix_sensing,
+)
+from sgd_dynamics.experiments.momentum_uv import UVStudyConfig, UVStudyResult, gamma_key, run_activation_sweep
+from sgd_dynamics.store import RunDirectory, load_record, read_config, record_exists, save_record
+from sgd_dynamics.theory.momentum_scaling import OPTIMAL_EXPONENT, timescale_exponent, uv_drift_time
+from sgd_dynamics.verdicts import Row
+
+__all__ = [
+    "DRIFT_GAMMAS",
+    "MomentumConfig",
+    "MomentumResults",
+    "load_momentum",
+    "momentum_config",
+    "momentum_rows",
+    "run_momentum",
+]
+
+DRIFT_GAMMAS = (0.3, 0.4, 0.5)
+
+
+@dataclass(frozen=True)
+class MomentumConfig:
+    """The three momentum-scaling studies (tables ``[uv]``, ``[sensing]``, ``[classifier]``)."""
+
+    uv: UVStudyConfig = setting(help="vector UV model: timescale T_c against eta per gamma",
+                                default_factory=UVStudyConfig)
+    sensing: MatrixSensingConfig = setting(help="matrix sensing: trace of the Hessian per momentum",
+                                           default_factory=MatrixSensingConfig)
+    classifier: ClassifierConfig = setting(help="MNIST-1D classifier: optimal momentum against eta",
+                                           default_factory=ClassifierConfig)
+    activations: tuple[str, ...] = setting(("linear", "tanh", "relu"), "first-layer activations of the UV "
+                                           "model", choices=("linear", "tanh", "relu"))
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def quick(cls) -> MomentumConfig:
+        """The reduced configurations of the tests (seconds instead of minutes)."""
+        return cls(uv=UVStudyConfig.quick(gammas=(0.3, 0.5, 0.8), lrs=(0.01, 0.03, 0.1), replicas=8),
+                   sensing=MatrixSensingConfig(momenta=(0.9, 0.97, 0.99, 0.998), steps=2000, replicas=1,
+                                               record_every=50),
+                   classifier=ClassifierConfig.quick())
+
+
+@dataclass(frozen=True)
+class DriftTime:
+    """At ``gamma = 0.3``: the fitted decay time ``T_c`` and ``tau_2 / 2`` of 003 eq. 9 (drift governs)."""
+
+    lr: float
+    fitted: float
+    predicted: float
+
+
+@dataclass(frozen=True)
+class MomentumResults:
+    """Everything the page shows: the UV study per activation, matrix sensing, the classifier, the theory."""
+
+    uv: dict[str, UVStudyResult]
+    sensing: MatrixSensingResult
+    classifier: ClassifierResult
+    seconds: dict[str, float]
+    drift_times: tuple[DriftTime, ...] = ()
+    exponent_gammas: np.ndarray | None = None     # grid of the exponent curves
+    paper_exponent: np.ndarray | None = None      # max(2 - 2 gamma, gamma), the paper's law (ERRATA 003.8)
+
+    def __post_init__(self) -> None:
+        # the theory the page compares with, from the results when not given
+        if not self.drift_times and "linear" in self.uv:
+            object.__setattr__(self, "drift_times", drift_times(self.uv["linear"]))
+        if self.exponent_gammas is None:
+            grid = np.linspace(0.25, 0.95, 200)
+            object.__setattr__(self, "exponent_gammas", grid)
+            object.__setattr__(self, "paper_exponent", np.array([timescale_exponent(x) for x in grid]))
+
+
+def drift_times(res: UVStudyResult) -> tuple[DriftTime, ...]:
+    """``(eta, fitted T_c, predicted tau_2 / 2)`` at ``gamma = 0.3`` (003 eq. 9)."""
+    cfg = res.config
+    return tuple(DriftTime(p.lr, p.timescale, uv_drift_time(p.lr, p.momentum, cfg.width, cfg.dataset_size,
+                                                             cfg.label_noise, 1.0) / 2)
+                 for p in res.points if math.isclose(p.gamma, 0.3))
+
+
+def _run_parts(config: MomentumConfig, results: Path) -> None:
+    """Each part once (a stored part is not recomputed); wall seconds kept in ``seconds``."""
+    seconds = load_record(results, "seconds", dict) if record_exists(results, "seconds") else {}
+    parts = (("uv", "vector UV (3 activations)", lambda: run_activation_sweep(config.uv, config.activations)),
+             ("sensing", "matrix sensing", lambda: run_matrix_sensing(config.sensing)),
+             ("classifier", "classifier", lambda: run_classifier_study(config.classifier)))
+    for name, label, job in parts:
+        if not record_exists(results, name):
+            t = time.perf_counter()
+            save_record(results, name, job())
+            seconds[label] = time.perf_counter() - t
+            save_record(results, "seconds", seconds)
+
+
+def load_momentum(run_dir: Path | str) -> MomentumResults:
+    """The stored results of a momentum run directory, typed."""
+    results = Path(run_dir) / "results"
+    if not record_exists(results, "classifier"):
+        raise ValueError(f"RUN_DIR={str(run_dir)!r} holds no finished momentum study (no results/): run "
+                         "'sgd-dynamics momentum report' first")
+    return MomentumResults(load_record(results, "uv", dict[str, UVStudyResult]),
+                           load_record(results, "sensing", MatrixSensingResult),
+                           load_record(results, "classifier", ClassifierResult),
+                           load_record(results, "seconds", dict))
+
+
+def momentum_rows(results: MomentumResults) -> list[Row]:
+    """The verdicts of the momentum study, in the order of the page's summary table."""
+    rows = [Row(f"alpha(gamma={gamma_key(g)}), {name} first layer", 2 * (1 - g), res.alpha[gamma_key(g)],
+                0.05, "2(1 - gamma), 003 eq. 7")
+            for name, res in results.uv.items() for g in DRIFT_GAMMAS if gamma_key(g) in res.alpha]
+    rows += [Row(f"decay time of |u|^2+|v|^2, gamma=0.3, eta={d.lr:.3g} [steps]", d.predicted, d.fitted, 0.10,
+                 "tau_2/2 of 003 eq. 9 (drift governs at gamma=0.3)") for d in results.drift_times]
+    lin, ms, cl = results.uv.get("linear"), results.sensing, results.classifier
+    if lin is not None:
+        rows.append(Row("C (common T_0, linear)", lin.theoretical_constant, lin.constant,
+                        note="eq. 10; the paper fits 0.2 against 0.17"))
+    rows.append(Row("matrix sensing: 1 - beta*", ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT,
+                    1 - ms.best_momentum,
+                    note=f"grid argmin over beta in {list(ms.config.momenta)} (ERRATA 003.6)"))
+    ci = cl.exponent_interval
+    rows.append(Row("classifier: gamma*", OPTIMAL_EXPONENT, cl.exponent,
+                    note=f"95% CI [{ci[0]:.3g}, {ci[1]:.3g}]"))
+    return rows
+
+
+def run_momentum(config: MomentumConfig, run_dir: Path | str, force: bool = False) -> Path:
+    """Run (or continue) the three studies in ``run_dir``, write its ``summary.json``; returns ``run_dir``."""
+    with RunDirectory.open(run_dir, "momentum", config, force=force) as run:
+        with run.stage("momentum studies"):
+            _run_parts(config, run.path / "results")
+        run.write_summary(momentum_rows(load_momentum(run.path)))
+    return Path(run_dir)
+
+
+def momentum_config(run_dir: Path | str) -> MomentumConfig:
+    """The stored configuration of a momentum run directory."""
+    return read_config(run_dir, MomentumConfig)

@@ -1,0 +1,138 @@
+"""The configuration of the limiting-dynamics study (issue 5): every key, its type, default and valid range.
+
+:class:`StudyConfig` is validated once, when it is built, by :func:`sgd_dynamics.config_schema.validate`
+from the field metadata below (the same metadata writes ``docs/config.md``); :func:`load_config` reads it
+from TOML. Defaults: the built-in study (MNIST-1D, MLP 2x256, cross-entropy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sgd_dynamics._validation import require
+from sgd_dynamics.config_schema import from_mapping, setting, to_mapping, validate
+from sgd_dynamics.hyper import SAMPLERS, Hyperparams
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, shipped as the tomli package
+    import tomli as tomllib
+
+__all__ = ["COMPANIONS", "StudyConfig", "load_config", "read_toml"]
+
+# Built-in names (kept here, without importing torch, so that a configuration validates in milliseconds).
+DATASET_NAMES = ("mnist1d", "digits", "teacher")
+MODEL_NAMES = ("mlp", "cnn", "resnet", "linear")
+LOSS_NAMES = ("cross_entropy", "mse_onehot")
+COMPANIONS = ("linear_regression", "ou", "architectures")
+_POSITIVE = {"minimum": 0, "exclusive_minimum": True}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a limiting-dynamics study (a table of keys; docs/config.md lists them)."""
+
+    dataset: str = setting("mnist1d", "training data: a built-in name or an entry point `load(seed=...)` "
+                           "returning a Dataset, a mapping or a 4-tuple", choices=DATASET_NAMES,
+                           entry_point=True)
+    train_size: int | None = setting(None, "a seeded subset of the training set (none: all)", minimum=1)
+    model: str = setting("mlp", "network: a built-in name or an entry point "
+                         "`build(input_shape, num_classes, **options) -> torch.nn.Module`",
+                         choices=MODEL_NAMES, entry_point=True)
+    model_options: dict[str, Any] = setting(help="keyword arguments of the model builder, e.g. "
+                                            "{hidden = [256, 256]} for the MLP",
+                                            default_factory=lambda: {"hidden": [256, 256]})
+    loss: str = setting("cross_entropy", "loss: a built-in name or an entry point `loss(outputs, targets)`",
+                        choices=LOSS_NAMES, entry_point=True)
+    checkpoint: str | None = setting(None, "a state_dict file to start pretraining from")
+    seed: int = setting(0, "seed of initialisation, minibatches and estimators", minimum=0)
+    pretrain_epochs: int = setting(40, "epochs annealed (cosine) from pretrain_lr to lr", minimum=0)
+    pretrain_lr: float = setting(0.05, "initial learning rate of pretraining", **_POSITIVE)
+    settle_steps: int = setting(2000, "steps at the default hyperparameters after the anneal", minimum=0)
+    lr: float = setting(0.005, "learning rate of the default point", **_POSITIVE)
+    momentum: float = setting(0.9, "momentum of the default point", minimum=0, maximum=1,
+                              exclusive_maximum=True)
+    batch_size: int = setting(128, "batch size of the default point", minimum=1)
+    weight_decay: float = setting(5e-3, "weight decay (L2) of every run", minimum=0)
+    lrs: tuple[float, ...] = setting((0.00125, 0.0025, 0.005, 0.01, 0.02),
+                                     "learning rates swept (with every momentum)", **_POSITIVE)
+    momenta: tuple[float, ...] = setting((0.0, 0.5, 0.8, 0.9, 0.95), "momenta swept (with every lr)",
+                                         minimum=0, maximum=1, exclusive_maximum=True)
+    batch_sizes: tuple[int, ...] = setting((32, 64, 128, 256, 512), "batch sizes swept at the default lr "
+                                           "and momentum", minimum=1)
+    samplers: tuple[str, ...] = setting(SAMPLERS, "minibatch samplers, each run at every sweep point",
+                                        choices=SAMPLERS)
+    steps: int = setting(3000, "steps of resumed training per sweep point", minimum=10)
+    burn_in: int = setting(500, "steps excluded from the speed average (< steps - 1)", minimum=0)
+    noise_snapshots: int = setting(3, "measurements of Sigma per sweep point", minimum=1)
+    num_eigenpairs: int = setting(30, "k: top Hessian eigenpairs at theta*", minimum=1)
+    eigen_tol: float = setting(1e-4, "relative tolerance of the eigensolver", **_POSITIVE)
+    trace_matvecs: int = setting(30, "Hutchinson probes of the Hessian trace", minimum=1)
+    slice_points: int = setting(21, "grid points per axis of the 2-D loss slices", minimum=2)
+    speed_tolerance: float = setting(0.05, "relative tolerance of the speed prediction", **_POSITIVE)
+    companions: tuple[str, ...] = setting(COMPANIONS, "companion experiments", choices=COMPANIONS)
+    architectures: tuple[str, ...] = setting(("mlp", "cnn", "resnet"), "built-in models compared in the "
+                                             "Fig. 1-style experiment", choices=MODEL_NAMES)
+    architecture_steps: int = setting(1500, "steps of each architecture run", minimum=1)
+    threads: int | None = setting(None, "torch threads (none: torch's default)", minimum=1)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        require(self.burn_in < self.steps - 1, "burn_in", self.burn_in,
+                f"an integer in [0, steps - 1) = [0, {self.steps - 1})")
+        self.hyper()
+
+    @classmethod
+    def demo(cls, full: bool = False) -> StudyConfig:
+        """The built-in study: reduced grids that finish in <= 5 minutes on 2 cores, or ``full`` sweeps."""
+        if full:
+            return cls()
+        return cls(pretrain_epochs=25, settle_steps=1000, lrs=(0.0025, 0.005, 0.01), momenta=(0.0, 0.5, 0.9),
+                   batch_sizes=(64, 128, 256), steps=1500, burn_in=400, noise_snapshots=2, num_eigenpairs=10,
+                   trace_matvecs=10, slice_points=13, architecture_steps=800, threads=2)
+
+    @classmethod
+    def quick(cls) -> StudyConfig:
+        """A tiny study for tests and smoke runs (seconds): a small MLP, one lr, no companions."""
+        return cls(dataset="teacher", model_options={"hidden": [16]}, pretrain_epochs=2, settle_steps=50,
+                   lrs=(0.005,), momenta=(0.9,), batch_sizes=(128,), samplers=("with_replacement",),
+                   steps=60, burn_in=10, noise_snapshots=1, num_eigenpairs=3, trace_matvecs=3,
+                   slice_points=5, companions=(), threads=1)
+
+    def hyper(self) -> Hyperparams:
+        """The default point's hyperparameters (the state ``theta*`` settles in)."""
+        return Hyperparams(lr=self.lr, momentum=self.momentum, batch_size=self.batch_size,
+                           weight_decay=self.weight_decay)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return to_mapping(self)
+
+    def pretrain_key(self) -> str:
+        """Hash of the fields that define ``theta*``."""
+        fields = ("dataset", "train_size", "model", "model_options", "loss", "checkpoint", "seed",
+                  "pretrain_epochs", "pretrain_lr", "settle_steps", "lr", "momentum", "batch_size",
+                  "weight_decay")
+        blob = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def read_toml(path: Path | str, table: str | None = None) -> dict[str, Any]:
+    """The keys of a TOML file (of its ``[table]`` when the file has one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"CONFIG={str(path)!r} is not a file: expected a TOML study configuration")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"CONFIG={str(path)!r} is not valid TOML: {exc}") from None
+    return raw.get(table, raw) if table else raw
+
+
+def load_config(path: Path | str) -> StudyConfig:
+    """A :class:`StudyConfig` from a TOML file (top-level keys = field names; unknown keys are an error)."""
+    return from_mapping(StudyConfig, read_toml(path, "study"))
