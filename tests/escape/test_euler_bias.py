@@ -39,8 +39,8 @@ def mean_bridge_fraction(d0, d1, variance_dt):
     """``E[s] / dt`` of the crossing time of a bridge from distance d0 to d1: ``1 - E[1/(1+u)]``.
 
     ``u = s / (dt - s)`` is inverse Gaussian (mean d0/d1, shape lam = d0^2/(v dt)); with its Laplace transform
-    ``E[e^{-pu}] = exp(lam r - sqrt(lam^2 r^2 + 2 lam p))`` (r = d1/d0), ``E[1/(1+u)] = int e^{-p} E[e^{-pu}] dp``,
-    here with ``p = q^2``.
+    ``E[e^{-pu}] = exp(lam r - sqrt(lam^2 r^2 + 2 lam p))`` (r = d1/d0),
+    ``E[1/(1+u)] = int e^{-p} E[e^{-pu}] dp``, here with ``p = q^2``.
     """
     lam = d0 * d0 / variance_dt
     lr = lam * (d1 / d0)
@@ -49,7 +49,7 @@ def mean_bridge_fraction(d0, d1, variance_dt):
 
 
 def euler_chain_mfpt(U, T, x0, b, dt, bridge_time=True):
-    """Exact mean exit time reported by the simulated chain (x0 < b); ``bridge_time=False``: the step's end."""
+    """Exact mean exit time reported by the simulated chain (x0 < b); ``bridge_time=False``: step ends."""
     s = math.sqrt(2.0 * T * dt)
     grid = np.linspace(x0 - 20.0, b, 200_001)
     u = U.energy(grid)
@@ -122,7 +122,7 @@ def test_the_automatic_step_bounds_the_exact_bias(expression, T, x0, b):
 
 
 def nested_quad_mfpt(U, T, x0, b, eps, phi, psi, left):
-    """MFPT of dx = F dt + sqrt(2D) dW with scale potential U + eps phi and D = T(1 + eps psi), by QUADPACK."""
+    """MFPT of dx = F dt + sqrt(2D) dW, scale potential U + eps phi, D = T(1 + eps psi), by QUADPACK."""
     def Phi(x):
         return float(U.energy(x)) + eps * phi(x)
 
@@ -135,7 +135,8 @@ def nested_quad_mfpt(U, T, x0, b, eps, phi, psi, left):
 
 
 @pytest.mark.parametrize(("expression", "T", "x0", "b", "left"),
-                         [("x**2", 1.0, 0.0, 1.5, -7.0), ("(x**2-1)**2", 0.5, 0.9, 0.0, 2.6)])  # U(left) ~ 50 T
+                         [("x**2", 1.0, 0.0, 1.5, -7.0),  # U(left) ~ 50 T
+                          ("(x**2-1)**2", 0.5, 0.9, 0.0, 2.6)])
 def test_linear_response_against_finite_differences_of_quadpack(expression, T, x0, b, left):
     U = parse_potential(expression)
 

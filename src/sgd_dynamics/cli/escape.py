@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_STEPS", "compute", "escape_times", "register", "run"]
 
 # Each option that takes a value, by the parameter name of run_escape_times that it sets.
-_FLAGS = {"potential": "--potential", "temperature": "--temperature", "start": "--start", "target": "--target",
-          "replicas": "--replicas", "seed": "--seed", "dt": "--dt", "max_steps": "--max-steps"}
+_FLAGS = {"potential": "--potential", "temperature": "--temperature", "start": "--start",
+          "target": "--target", "replicas": "--replicas", "seed": "--seed", "dt": "--dt",
+          "max_steps": "--max-steps"}
 
 
 def _values_joined(args: Sequence[str], known: set[str]) -> list[str]:
@@ -88,7 +89,7 @@ def _with_flags(exc: ValueError) -> ValueError:
 
 
 def compute(args: argparse.Namespace, progress: bool = False) -> EscapeTimes:
-    """Run :func:`~sgd_dynamics.experiments.escape_study.run_escape_times`; ``ValueError`` names the options."""
+    """Run :func:`~sgd_dynamics.experiments.escape_study.run_escape_times`; errors name the options."""
     # Imported here, as the other commands do: the experiments package pulls in torch.
     from sgd_dynamics.experiments.escape_study import run_escape_times
 

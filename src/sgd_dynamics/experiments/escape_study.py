@@ -19,9 +19,9 @@ Four parts, each computed from the theory layer and checked against simulation:
    the Eyring–Kramers times, so it has mixed.
 4. **Annealing** — :func:`sgd_dynamics.experiments.annealing.run_annealing`.
 
-Apart from the study, :func:`run_escape_times` answers one escape problem (the ``escape`` command): exact MFPT,
-the multi-barrier Kramers asymptotic (:func:`sgd_dynamics.theory.escape.kramers_path_time`) and a Monte Carlo
-mean at a step whose modelled bias is bounded for any target
+Apart from the study, :func:`run_escape_times` answers one escape problem (the ``escape`` command): exact
+MFPT, the multi-barrier Kramers asymptotic (:func:`sgd_dynamics.theory.escape.kramers_path_time`) and a
+Monte Carlo mean at a step whose modelled bias is bounded for any target
 (:func:`sgd_dynamics.simulate.first_passage.choose_time_step`).
 
 ``quick=True`` gives the reduced configuration of the tests (seconds, not minutes).
@@ -329,8 +329,9 @@ def run_escape_times(expression: str, temperature: float, start: float, target: 
     step = choose_time_step(U, temperature, start, target, replicas, dt)
     needed = replicas * exact / step.dt
     require(needed <= max_steps, "temperature", temperature,
-            f"{limit}: the Monte Carlo needs about {needed:.3g} steps of dt={step.dt:.3g} ({replicas} replicas "
-            f"x exact MFPT {exact:.4g}); raise the temperature or max_steps, or lower replicas")
+            f"{limit}: the Monte Carlo needs about {needed:.3g} steps of dt={step.dt:.3g} "
+            f"({replicas} replicas x exact MFPT {exact:.4g}); raise the temperature or max_steps, or lower "
+            "replicas")
     kramers, note = _kramers(U, temperature, start, target)
     fp = first_passage_times_1d(U, start, target, temperature, step.dt, replicas, seed,
                                 max_steps=int(math.ceil(_PATIENCE * exact / step.dt)), progress=progress)

@@ -1,33 +1,34 @@
 """Compiled first-passage times of a 1-D overdamped diffusion, for escapes that take billions of steps.
 
 ``dx = -U'(x) dt + sqrt(2 T) dW`` (ERRATA 004.1, 004.4) started at ``x0``, stopped the first time it reaches
-``target``. Scheme: Euler–Maruyama, and between grid times the Euler path is continued as a Brownian bridge
-(the "continuous Euler scheme"; the drift is frozen over a step, and a bridge does not depend on it). The
-bridge crosses the target with probability ``exp(-(b - x_n)(b - x_{n+1}) / (T dt))`` (as in
+``target``. Scheme: Euler–Maruyama, continued between grid times as a Brownian bridge (the "continuous Euler
+scheme": the drift is frozen over a step, and a bridge does not depend on it). The bridge crosses the target
+with probability ``exp(-(b - x_n)(b - x_{n+1}) / (T dt))`` (as in
 :func:`sgd_dynamics.simulate.langevin.first_passage_times`), and the exit time reported is the bridge's own
 crossing time inside the step (:func:`brownian_bridge_hitting_time`), not the end of the step: reporting
-``k dt`` adds ``dt / 2`` on average, an ``O(dt)`` error of its own (``0.25 dt`` relative on ``x^2`` from 0 to 1
-at ``T = 1``). One replica at a time in a loop compiled by numba, spread over threads: about 5-10 ns per step
-against about 130 ns for the NumPy loop (``benchmarks/bench_escape.py``).
+``k dt`` adds ``dt / 2`` on average, an ``O(dt)`` error of its own (``0.25 dt`` relative on ``x^2`` from
+0 to 1 at ``T = 1``). One replica at a time in a loop compiled by numba, spread over threads: about 5-10 ns
+per step against about 130 ns for the NumPy loop (``benchmarks/bench_escape.py``).
 
 Reproducibility: the replicas are split into a fixed number of chunks, chunk ``c`` draws from
 ``SeedSequence(seed).spawn(chunks)[c]``, so results depend on ``seed`` only, not on the number of threads.
 
-Discretisation bias (:func:`euler_bias`). To first order the Euler chain is the exact solution of the modified
-SDE (weak backward error analysis) with drift ``-U' - dt (U' U'' - T U''')/2`` and diffusion ``T (1 + dt U'')``,
-whose scale potential is ``U - dt (U'^2/4 + T U''/2)``. Its exact MFPT, linearised in ``dt``
-(:func:`sgd_dynamics.theory.escape.mfpt_linear_response`), gives ``tau_dt / tau - 1 = rate dt + O(dt^{3/2})``.
-The force at the target enters through ``-dt U'(b)^2 / (4 T)``: on a slope the bias grows like ``1/T``
-(``x^2`` from 0 to 2: ``rate = -4.41`` at ``T = 1``, ``-13.8`` at ``T = 0.3``), at a barrier top it does not
-(double well, -0.9 to 0: ``-1.11`` at ``T = 0.5``, ``-1.00`` at ``T = 0.1``). Checked against the exact MFPT of the
-discrete chain (a Nyström solve of its backward equation, ``tests/escape/test_euler_bias.py``): the measured
-``rate`` converges to the model as ``dt -> 0`` in every case tried (targets on slopes, at barrier tops, beyond
-a barrier).
+Discretisation bias (:func:`euler_bias`). To first order the Euler chain is the exact solution of the
+modified SDE (weak backward error analysis) with drift ``-U' - dt (U' U'' - T U''')/2`` and diffusion
+``T (1 + dt U'')``, whose scale potential is ``U - dt (U'^2/4 + T U''/2)``. Its exact MFPT, linearised in
+``dt`` (:func:`sgd_dynamics.theory.escape.mfpt_linear_response`), gives
+``tau_dt / tau - 1 = rate dt + O(dt^{3/2})``. The force at the target enters through ``-dt U'(b)^2 / (4 T)``:
+on a slope the bias grows like ``1/T`` (``x^2`` from 0 to 2: ``rate = -4.41`` at ``T = 1``, ``-13.8`` at
+``T = 0.3``), at a barrier top it does not (double well, -0.9 to 0: ``-1.11`` at ``T = 0.5``, ``-1.00`` at
+``T = 0.1``); the former curvature-only model said ``1`` and ``6`` for these. Checked against the exact
+mean of the simulated chain (a Nyström solve of its backward equation, ``tests/escape/test_euler_bias.py``):
+for targets on a slope, at a barrier top and beyond a barrier the chain's error is
+``rate dt + C dt^{3/2}``, and its Richardson limit agrees with ``rate`` to 0.1-2 %.
 
 Step size (:func:`choose_time_step`): the step at which ``bound * dt`` is a third of the Monte Carlo standard
 error ``1/sqrt(n)`` of ``n`` replicas, with ``bound >= |rate|`` the same integral over absolute contributions,
-so a ``rate`` that happens to cancel does not let the higher orders through. The modelled bias is then at most
-a third of a standard error for any target.
+so a ``rate`` that happens to cancel does not let the higher orders through; and ``dt U'' <= 0.1`` where the
+process spends its time. The bias is then at most a third of a standard error for any target.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from sgd_dynamics.simulate.langevin import FirstPassage
 from sgd_dynamics.theory.escape import MFPTResponse, mfpt_linear_response, reflecting_cutoff
 from sgd_dynamics.theory.potential import Potential
 
-__all__ = ["BIAS_FRACTION", "DEFAULT_MAX_STEPS", "TimeStep", "brownian_bridge_hitting_time", "choose_time_step", "escape_time_step", "euler_bias",
-           "first_passage_times_1d", "modelled_bias"]
+__all__ = ["BIAS_FRACTION", "DEFAULT_MAX_STEPS", "TimeStep", "brownian_bridge_hitting_time",
+           "choose_time_step", "escape_time_step", "euler_bias", "first_passage_times_1d", "modelled_bias"]
 
 # Fixed so that the seed alone decides every replica's random stream (not the number of threads).
 _CHUNKS = 64
@@ -64,12 +65,13 @@ def brownian_bridge_hitting_time(d_start: float, d_end: float, variance: float, 
                                  uniform: float) -> float:
     """When, in ``(0, dt]``, a Brownian bridge that crosses a level first reaches it.
 
-    The bridge starts at distance ``d_start > 0`` from the level and ends at distance ``d_end >= 0`` (on either
-    side); ``variance`` is its variance per unit time (``2 T``). Its crossing time has the density
-    ``s^{-3/2} e^{-d_start^2 / (2 v s)} (dt - s)^{-1/2} e^{-d_end^2 / (2 v (dt - s))}`` (first passage, then the
-    free path to the end point); with ``u = s / (dt - s)`` that is an inverse Gaussian law of mean
-    ``d_start / d_end`` and shape ``d_start^2 / (v dt)``, drawn from one standard ``normal`` and one ``uniform``
-    (Michael, Schucany and Haas 1976, written without cancellation so that ``d_end -> 0`` gives the Lévy limit).
+    The bridge starts at distance ``d_start > 0`` from the level and ends at distance ``d_end >= 0`` (on
+    either side); ``variance`` is its variance per unit time (``2 T``). Its crossing time has the density
+    ``s^{-3/2} e^{-d_start^2 / (2 v s)} (dt - s)^{-1/2} e^{-d_end^2 / (2 v (dt - s))}`` (first passage, then
+    the free path to the end point); with ``u = s / (dt - s)`` that is an inverse Gaussian law of mean
+    ``d_start / d_end`` and shape ``d_start^2 / (v dt)``, drawn from one standard ``normal`` and one
+    ``uniform`` (Michael, Schucany and Haas 1976, written without cancellation so that ``d_end -> 0`` gives
+    the Lévy limit).
     """
     shape = d_start * d_start / (variance * dt)
     ratio = d_end / d_start  # 1 / mean
@@ -121,12 +123,13 @@ def _curvature_scale(potential: Potential, temperature: float, x0: float, target
 
 def choose_time_step(potential: Potential, temperature: float, x0: float, target: float, replicas: int,
                      dt: float | None = None) -> TimeStep:
-    """The automatic step (``dt=None``: ``bound * dt = BIAS_FRACTION / sqrt(replicas)``) or a given one, modelled.
+    """The automatic step (``dt=None``: ``bound dt = BIAS_FRACTION / sqrt(replicas)``) or a given one.
 
     Raises ``ValueError`` naming ``replicas`` or ``dt`` when they are out of range (``dt`` must keep
     ``dt U'' <= 1`` where the process spends its time).
     """
-    require(isinstance(replicas, (int, np.integer)) and replicas >= 2, "replicas", replicas, "an integer >= 2")
+    require(isinstance(replicas, (int, np.integer)) and replicas >= 2, "replicas", replicas,
+            "an integer >= 2")
     bias = euler_bias(potential, temperature, x0, target)
     curvature = _curvature_scale(potential, temperature, x0, target)
     max_dt = 1.0 / curvature if curvature > 0 else math.inf

@@ -10,8 +10,15 @@ ERRATA 004.4; ``T`` is the effective temperature of :mod:`sgd_dynamics.theory.te
   computed by composite 16-point Gauss–Legendre quadrature of both integrals with the panel count doubled
   until two successive values agree to ``rtol``; exponents are shifted (log-sum scaling) so nothing
   overflows at low ``T``.
-* Kramers, 1-D, well ``a`` to well beyond the barrier ``b``:
-  ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b)-U(a))/T)``.
+* Linear response of the MFPT (:func:`mfpt_linear_response`): ``d log tau / d eps`` when the scale potential
+  becomes ``U + eps phi`` and the diffusion ``T (1 + eps psi)``, a weighted version of the same double
+  integral on the same grid (the Euler–Maruyama bias model of :mod:`sgd_dynamics.simulate.first_passage`).
+* Kramers, 1-D, well ``a`` to well beyond the barrier ``b`` (ERRATA 004.4):
+  ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b)-U(a))/T)``. Over several barriers (:func:`kramers_path_time`),
+  Laplace's method on the exact double integral gives the sum of that term over every pair (well ``m``,
+  barrier ``s``) with ``m`` behind ``s`` and ``s`` between start and target; the largest ``U(s) - U(m)``
+  (:func:`path_barrier`) sets the Arrhenius exponent. The single-barrier formula applied to the first barrier
+  only is off by ``e^{-(difference of exponents)/T}`` (issue 12: 156.8 against the exact 1273).
 * Eyring–Kramers, ``d`` dimensions: ``(2 pi / |lambda_-|) sqrt(|det H_s| / det H_m) exp(dU/T)``, with the
   minimum and the index-1 saddle located numerically from the potential and checked by their Hessian
   spectra.
@@ -22,6 +29,8 @@ ERRATA 004.4; ``T`` is the effective temperature of :mod:`sgd_dynamics.theory.te
 >>> round(mean_first_passage_time(U, 0.5, -0.9, 0.0), 3)   # ERRATA 004.4: 4.541
 4.541
 >>> round(kramers_time(U, 0.5, well=-1.0, barrier=0.0), 3)   # 2 pi / sqrt(32) e^{1/T}
+8.207
+>>> round(kramers_path_time(U, 0.5, -0.9, 0.0).time, 3)   # one barrier: the same
 8.207
 """
 
@@ -65,7 +74,7 @@ def _check_temperature(temperature: float) -> float:
 
 
 class QuadratureNotConverged(ValueError):
-    """The MFPT quadrature did not resolve the integrands (a temperature too low for the potential's scale)."""
+    """The MFPT quadrature did not resolve its integrands (a temperature too low for the potential)."""
 
 
 def _left_cutoff(U: EnergyFn, T: float, start: float, target: float, sign: float = 1.0) -> float:
@@ -95,7 +104,7 @@ def _left_cutoff(U: EnergyFn, T: float, start: float, target: float, sign: float
 
 def reflecting_cutoff(potential: SmoothPotential | EnergyFn, temperature: float, start: float,
                       target: float) -> float:
-    """Where the MFPT quadrature stops on the reflecting side: ``U`` has risen by 50 ``T`` and keeps rising."""
+    """Where the MFPT quadrature stops on the reflecting side: ``U`` has risen by 50 ``T``, still rising."""
     U, T, x0, b, sign = _oriented(potential, temperature, start, target)
     return sign * _left_cutoff(U, T, x0, b, sign)
 
@@ -350,7 +359,7 @@ class KramersPath:
 
 def critical_points_1d(potential: SmoothPotential, left: float, right: float,
                        n_grid: int = 20001) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Minima and maxima of a 1-D ``U`` on ``[left, right]``: sign changes of ``U'`` refined by Brent's method.
+    """Minima and maxima of a 1-D ``U`` on ``[left, right]``: sign changes of ``U'``, refined by Brent.
 
     A critical point without a sign change of ``U'`` (an inflection with ``U' = 0``) is neither.
     """
@@ -359,8 +368,9 @@ def critical_points_1d(potential: SmoothPotential, left: float, right: float,
         slope = np.sign(np.asarray(potential.gradient(grid), dtype=np.float64))
     minima, maxima = [], []
     for i in np.nonzero(slope[:-1] * slope[1:] < 0)[0]:
-        root = optimize.brentq(lambda v: float(potential.gradient(v)), float(grid[i]), float(grid[i + 1]),
-                               xtol=1e-14)
+        # A flat (degenerate) root may not certify xtol; the bracket it returns is still tight.
+        root, _ = optimize.brentq(lambda v: float(potential.gradient(v)), float(grid[i]), float(grid[i + 1]),
+                                  xtol=1e-14, full_output=True, disp=False)
         (minima if slope[i] < 0 else maxima).append(float(root))
     for i in np.nonzero(slope[1:-1] == 0)[0] + 1:  # a critical point exactly on a grid node
         if slope[i - 1] * slope[i + 1] < 0:
@@ -403,13 +413,17 @@ def kramers_path_time(potential: SmoothPotential, temperature: float, start: flo
     if not saddles:
         raise KramersNotApplicable(f"no barrier between start={start!r} and target={target!r}")
     terms, pairs = [], []
+    wells = [m for m in minima if m < saddles[-1]]
+    curvature = {c: float(V.hessian(c)) for c in (*wells, *saddles)}
+    # U'' = 0 at a critical point (a quartic well, say) shows up as rounding-level U'' at the located root.
+    scale = max(abs(h) for h in curvature.values())
+    for c, h in curvature.items():
+        if abs(h) <= 1e-6 * scale or (h < 0) != (c in saddles):
+            raise KramersNotApplicable(f"the critical point x={sign * c:.6g} is degenerate (U''={h:.3g}): "
+                                       "Kramers needs U'' != 0 at every well and barrier on the path")
     for s in saddles:
-        for m in (m for m in minima if m < s):
-            hm, hs = float(V.hessian(m)), float(V.hessian(s))
-            if not (hm > 0 and hs < 0):
-                where = m if hm <= 0 else s
-                raise KramersNotApplicable(f"the critical point x={sign * where:.6g} is degenerate "
-                                           f"(U''={float(V.hessian(where)):.3g}): Kramers needs U'' != 0")
+        for m in (m for m in wells if m < s):
+            hm, hs = curvature[m], curvature[s]
             du = float(V.energy(s)) - float(V.energy(m))
             terms.append(math.log(2.0 * math.pi) - 0.5 * math.log(hm * abs(hs)) + du / T)
             pairs.append((du, sign * m, sign * s))
