@@ -4,9 +4,15 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import integrate, stats
 
-from sgd_dynamics.simulate.first_passage import escape_time_step, first_passage_times_1d, modelled_bias
+from sgd_dynamics.simulate.first_passage import (
+    brownian_bridge_hitting_time,
+    choose_time_step,
+    escape_time_step,
+    first_passage_times_1d,
+    modelled_bias,
+)
 from sgd_dynamics.simulate.langevin import first_passage_times
 from sgd_dynamics.theory.escape import mean_first_passage_time
 from sgd_dynamics.theory.potential import parse_potential
@@ -34,6 +40,43 @@ def test_mean_exit_time_matches_quadrature(temperature, start):
     mean, stderr = fp.mean_and_stderr()
     exact = mean_first_passage_time(DOUBLE_WELL, temperature, start, 0.0)
     assert abs(mean - exact) < 3 * stderr, (mean, stderr, exact)
+
+
+@pytest.mark.parametrize(("expression", "temperature", "start", "target"), [
+    ("x**2", 1.0, 0.0, 2.0),  # on a slope, U'(b) = 4: the former step gave -3.1 s.e. at 2000 replicas
+    ("x**2", 0.6, 0.0, 1.6),  # steeper in units of T: U'(b)^2 / (4T) = 4.3
+    ("(x**2-1)**2", 0.5, -0.9, 0.0),  # at a barrier top
+    ("x**4/4 - x**2/2 + 0.15*x", 0.15, -1.068, 1.5),  # beyond a barrier, up the far well's slope
+])
+def test_automatic_step_is_within_three_standard_errors_of_quadrature(expression, temperature, start, target):
+    U = parse_potential(expression)
+    replicas = 2000
+    step = choose_time_step(U, temperature, start, target, replicas)
+    fp = first_passage_times_1d(U, start, target, temperature, step.dt, replicas, seed=12, max_steps=10**9)
+    mean, stderr = fp.mean_and_stderr()
+    exact = mean_first_passage_time(U, temperature, start, target)
+    assert abs(mean - exact) <= 3 * stderr, (mean, stderr, exact, step)
+
+
+@pytest.mark.parametrize(("d_start", "d_end", "variance", "dt"), [
+    (0.1, 0.05, 2.0, 0.01), (0.05, 0.0, 1.0, 0.01), (0.02, 0.3, 0.6, 0.02), (0.3, 0.01, 2.0, 0.01)])
+def test_bridge_hitting_time_has_the_first_passage_law(d_start, d_end, variance, dt):
+    # Reference density from first principles: first passage to the level at s (Lévy density), then the free
+    # Gaussian path from the level to the end point, normalised by quadrature; compared by a KS test.
+    rng = np.random.default_rng(4)
+    samples = np.array([brownian_bridge_hitting_time(d_start, d_end, variance, dt, rng.standard_normal(),
+                                                     rng.random()) for _ in range(4000)])
+    assert np.all((samples > 0) & (samples <= dt))
+
+    def density(s):
+        return (s**-1.5 * math.exp(-d_start**2 / (2 * variance * s)) * (dt - s) ** -0.5
+                * math.exp(-d_end**2 / (2 * variance * (dt - s))))
+
+    norm = integrate.quad(density, 0, dt, limit=200, points=[dt / 2])[0]
+    grid = np.linspace(0, dt, 401)
+    cdf = np.concatenate([[0.0], np.cumsum([integrate.quad(density, a, b, limit=100)[0]
+                                            for a, b in zip(grid[:-1], grid[1:], strict=True)])]) / norm
+    assert stats.kstest(samples, lambda s: np.interp(s, grid, cdf)).pvalue > 1e-3
 
 
 def test_other_functions_and_a_target_on_the_left():
@@ -85,6 +128,18 @@ def test_step_rule():
     dt = escape_time_step(8.0, -4.0, 2000)
     assert modelled_bias(8.0, -4.0, dt) == pytest.approx(1 / math.sqrt(2000))
     assert escape_time_step(8.0, -4.0, 2) <= 0.05 / 8.0  # capped well inside Euler's stability range
+    # The bias-bounded rule: bound * dt is a third of the standard error, and the given step is kept.
+    step = choose_time_step(DOUBLE_WELL, 0.5, -0.9, 0.0, 2000)
+    assert step.bias_bound == pytest.approx(step.relative_stderr / 3, rel=1e-12)
+    assert abs(step.modelled_bias) <= step.bias_bound
+    assert choose_time_step(DOUBLE_WELL, 0.5, -0.9, 0.0, 2000, dt=1e-3).dt == 1e-3
+    # Few replicas: the curvature cap dt U'' <= 0.1 where the process lives (U'' ~ 27 at U = 5 T) binds.
+    few = choose_time_step(DOUBLE_WELL, 0.5, -0.9, 0.0, 2)
+    assert few.dt == pytest.approx(0.1 * few.max_dt) and few.bias_bound < few.relative_stderr / 3
+    with pytest.raises(ValueError, match=r"dt=0\.5 is invalid: expected a step in \(0, "):
+        choose_time_step(DOUBLE_WELL, 0.5, -0.9, 0.0, 2000, dt=0.5)
+    with pytest.raises(ValueError, match="replicas=1 is invalid"):
+        choose_time_step(DOUBLE_WELL, 0.5, -0.9, 0.0, 1)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -19,6 +19,11 @@ Four parts, each computed from the theory layer and checked against simulation:
    the Eyring–Kramers times, so it has mixed.
 4. **Annealing** — :func:`sgd_dynamics.experiments.annealing.run_annealing`.
 
+Apart from the study, :func:`run_escape_times` answers one escape problem (the ``escape`` command): exact
+MFPT, the multi-barrier Kramers asymptotic (:func:`sgd_dynamics.theory.escape.kramers_path_time`) and a
+Monte Carlo mean at a step whose modelled bias is bounded for any target
+(:func:`sgd_dynamics.simulate.first_passage.choose_time_step`).
+
 ``quick=True`` gives the reduced configuration of the tests (seconds, not minutes).
 """
 
@@ -26,11 +31,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.experiments.annealing import AnnealingResult, run_annealing
 from sgd_dynamics.experiments.basin_selection import (
     ExitTimeStatistics,
@@ -43,15 +50,27 @@ from sgd_dynamics.experiments.basin_selection import (
     sharp_wide_landscape,
     simulated_occupation,
 )
+from sgd_dynamics.simulate.first_passage import (
+    DEFAULT_MAX_STEPS,
+    TimeStep,
+    choose_time_step,
+    first_passage_times_1d,
+)
 from sgd_dynamics.simulate.langevin import first_passage_times
 from sgd_dynamics.theory.escape import (
     ArrheniusFit,
+    KramersNotApplicable,
+    KramersPath,
+    QuadratureNotConverged,
     eyring_kramers_time,
     fit_arrhenius,
+    kramers_path_time,
     kramers_time,
+    log_mean_first_passage_time,
     mean_first_passage_time,
+    path_barrier,
 )
-from sgd_dynamics.theory.potential import parse_potential
+from sgd_dynamics.theory.potential import Potential, parse_potential
 
 Array = NDArray[np.float64]
 
@@ -220,3 +239,101 @@ def run_escape_study(*, quick: bool = False, seed: int = 0, config: EscapeStudyC
                               dt=cfg.annealing_dt, replicas=cfg.annealing_replicas)
     seconds["annealing"] = time.perf_counter() - t
     return EscapeStudy(cfg, int(seed), arrhenius, occupation, annealing, seconds)
+
+
+# --- one escape problem (the ``escape`` command) -----------------------------------------------------
+MAX_REPLICAS = 10_000_000  # 80 MB of exit times
+# A replica still inside after this many mean first-passage times is reported as not exited.
+_PATIENCE = 50
+# e^700 steps are beyond any machine; below this the MFPT is also a finite float.
+_LOG_MFPT_LIMIT = 700.0
+
+
+@dataclass(frozen=True)
+class EscapeTimes:
+    """Exact MFPT, its Kramers asymptotic and the Monte Carlo mean for one potential, start and target."""
+
+    exact_mfpt: float
+    kramers: KramersPath | None
+    kramers_note: str  # why ``kramers`` is None, else empty
+    monte_carlo_mean: float
+    monte_carlo_stderr: float
+    replicas: int
+    step: TimeStep
+
+    def as_json(self) -> dict:
+        """The ``escape --json`` object (keys ``exact_mfpt``, ``kramers``, ``monte_carlo``)."""
+        return {"exact_mfpt": self.exact_mfpt, "kramers": None if self.kramers is None else self.kramers.time,
+                "monte_carlo": {"mean": self.monte_carlo_mean, "stderr": self.monte_carlo_stderr,
+                                "replicas": self.replicas}}
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_escape_input(temperature: float, start: float, target: float, replicas: int, seed: int,
+                        max_steps: int) -> None:
+    require(isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0,
+            "temperature", temperature, "a finite temperature > 0")
+    for name, value in (("start", start), ("target", target)):
+        require(isinstance(value, (int, float)) and math.isfinite(value), name, value, "a finite number")
+    require(start != target, "start", start, f"a point other than the target ({target!r})")
+    require(_is_integer(replicas) and 2 <= replicas <= MAX_REPLICAS, "replicas", replicas,
+            f"an integer in [2, {MAX_REPLICAS}]")
+    require(_is_integer(seed) and seed >= 0, "seed", seed, "an integer >= 0")
+    require(_is_integer(max_steps) and max_steps >= 1, "max_steps", max_steps, "an integer >= 1")
+
+
+def _log_exact_mfpt(U: Potential, expression: str, temperature: float, start: float, target: float,
+                    limit: str) -> float:
+    """``log`` of the exact MFPT; refused when it is far beyond any Monte Carlo (``limit`` says why)."""
+    require(math.isfinite(float(U.energy(start))), "start", start, "a point where the potential is finite")
+    try:
+        exponent = path_barrier(U, temperature, start, target) / temperature
+        if exponent < _LOG_MFPT_LIMIT:  # else not worth a quadrature that cannot resolve e^{-U/T} anyway
+            exponent = log_mean_first_passage_time(U, temperature, start, target)
+    except QuadratureNotConverged as exc:
+        raise ValueError(f"temperature={temperature!r} is invalid for this potential, start and target: "
+                         f"{exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"potential={expression!r} is invalid for start={start!r}, target={target!r}: "
+                         f"{exc}") from None
+    require(exponent < _LOG_MFPT_LIMIT, "temperature", temperature,
+            f"{limit}: here the exact MFPT alone is about 10^{exponent / math.log(10):.4g}")
+    return exponent
+
+
+def _kramers(U: Potential, temperature: float, start: float, target: float) -> tuple[KramersPath | None, str]:
+    try:
+        return kramers_path_time(U, temperature, start, target), ""
+    except KramersNotApplicable as exc:
+        return None, str(exc)
+
+
+def run_escape_times(expression: str, temperature: float, start: float, target: float, *,
+                     replicas: int = 2000, seed: int = 0, dt: float | None = None,
+                     max_steps: int = DEFAULT_MAX_STEPS,
+                     progress: Callable[[int], None] | None = None) -> EscapeTimes:
+    """Exact MFPT (ERRATA 004.4), Kramers over the barriers up to ``target``, and the Monte Carlo mean.
+
+    The Monte Carlo uses :func:`~sgd_dynamics.simulate.first_passage.first_passage_times_1d` at the step of
+    :func:`~sgd_dynamics.simulate.first_passage.choose_time_step` (``dt=None``: modelled bias at most a third
+    of the standard error). A run whose expected Euler steps (``replicas x MFPT / dt``) exceed ``max_steps``
+    is refused before it starts. ``ValueError`` names the parameter on bad input.
+    """
+    U = parse_potential(expression, variables=("x",))
+    _check_escape_input(temperature, start, target, replicas, seed, max_steps)
+    limit = f"replicas x MFPT / dt <= max_steps={max_steps:.3g}"
+    exact = math.exp(_log_exact_mfpt(U, expression, temperature, start, target, limit))
+    step = choose_time_step(U, temperature, start, target, replicas, dt)
+    needed = replicas * exact / step.dt
+    require(needed <= max_steps, "temperature", temperature,
+            f"{limit}: the Monte Carlo needs about {needed:.3g} steps of dt={step.dt:.3g} "
+            f"({replicas} replicas x exact MFPT {exact:.4g}); raise the temperature or max_steps, or lower "
+            "replicas")
+    kramers, note = _kramers(U, temperature, start, target)
+    fp = first_passage_times_1d(U, start, target, temperature, step.dt, replicas, seed,
+                                max_steps=int(math.ceil(_PATIENCE * exact / step.dt)), progress=progress)
+    mean, stderr = fp.mean_and_stderr()
+    return EscapeTimes(exact, kramers, note, mean, stderr, int(replicas), step)

@@ -10,8 +10,15 @@ ERRATA 004.4; ``T`` is the effective temperature of :mod:`sgd_dynamics.theory.te
   computed by composite 16-point Gauss–Legendre quadrature of both integrals with the panel count doubled
   until two successive values agree to ``rtol``; exponents are shifted (log-sum scaling) so nothing
   overflows at low ``T``.
-* Kramers, 1-D, well ``a`` to well beyond the barrier ``b``:
-  ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b)-U(a))/T)``.
+* Linear response of the MFPT (:func:`mfpt_linear_response`): ``d log tau / d eps`` when the scale potential
+  becomes ``U + eps phi`` and the diffusion ``T (1 + eps psi)``, a weighted version of the same double
+  integral on the same grid (the Euler–Maruyama bias model of :mod:`sgd_dynamics.simulate.first_passage`).
+* Kramers, 1-D, well ``a`` to well beyond the barrier ``b`` (ERRATA 004.4):
+  ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b)-U(a))/T)``. Over several barriers (:func:`kramers_path_time`),
+  Laplace's method on the exact double integral gives the sum of that term over every pair (well ``m``,
+  barrier ``s``) with ``m`` behind ``s`` and ``s`` between start and target; the largest ``U(s) - U(m)``
+  (:func:`path_barrier`) sets the Arrhenius exponent. The single-barrier formula applied to the first barrier
+  only is off by ``e^{-(difference of exponents)/T}`` (issue 12: 156.8 against the exact 1273).
 * Eyring–Kramers, ``d`` dimensions: ``(2 pi / |lambda_-|) sqrt(|det H_s| / det H_m) exp(dU/T)``, with the
   minimum and the index-1 saddle located numerically from the potential and checked by their Hessian
   spectra.
@@ -22,6 +29,8 @@ ERRATA 004.4; ``T`` is the effective temperature of :mod:`sgd_dynamics.theory.te
 >>> round(mean_first_passage_time(U, 0.5, -0.9, 0.0), 3)   # ERRATA 004.4: 4.541
 4.541
 >>> round(kramers_time(U, 0.5, well=-1.0, barrier=0.0), 3)   # 2 pi / sqrt(32) e^{1/T}
+8.207
+>>> round(kramers_path_time(U, 0.5, -0.9, 0.0).time, 3)   # one barrier: the same
 8.207
 """
 
@@ -64,24 +73,54 @@ def _check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
-def _left_cutoff(U: EnergyFn, T: float, start: float, target: float) -> float:
-    """A point ``L < start`` beyond which ``e^{-U/T}`` is negligible (U has risen by 50 T, still rising)."""
+class QuadratureNotConverged(ValueError):
+    """The MFPT quadrature did not resolve its integrands (a temperature too low for the potential)."""
+
+
+def _left_cutoff(U: EnergyFn, T: float, start: float, target: float, sign: float = 1.0) -> float:
+    """A point ``L < start`` beyond which ``e^{-U/T}`` is negligible (U has risen by 50 T, still rising).
+
+    ``sign`` is -1 when ``U`` has been mirrored, so that messages give the user's coordinates.
+    """
     step = max(1.0, abs(target - start))
-    for k in range(1, 60):
-        L = start - step * (2.0**k - 1.0) / 8.0
-        grid = np.linspace(L, target, 4001)
-        u = U(grid)
-        if not np.all(np.isfinite(u)):
-            bad = float(grid[~np.isfinite(u)][0])
-            raise ValueError(f"potential is not finite at x={bad:.6g}; the MFPT needs a finite U on "
-                             f"({L:.6g}, {target:.6g})")
-        if u[0] - u.min() >= _CUTOFF_RISE * T:
-            # Guard against a second well hidden further out: U must keep rising beyond L.
-            outer = U(np.linspace(L - step, L, 201))
-            if np.all(np.diff(outer) <= 0):
-                return L
-    raise ValueError("potential is not confining on the side away from the target: U(x) does not rise by "
-                     f"{_CUTOFF_RISE:g} T monotonically; the reflecting-boundary MFPT does not exist")
+    with np.errstate(all="ignore"):  # a potential that overflows far out is reported below, not warned
+        for k in range(1, 60):
+            L = start - step * (2.0**k - 1.0) / 8.0
+            grid = np.linspace(L, target, 4001)
+            u = U(grid)
+            if not np.all(np.isfinite(u)):
+                bad = sign * float(grid[~np.isfinite(u)][0])
+                raise ValueError(f"potential is not finite at x={bad:.6g}: expected a finite U between the "
+                                 "target and the point where U has risen far enough to reflect")
+            if u[0] - u.min() >= _CUTOFF_RISE * T:
+                # Guard against a second well hidden further out: U must keep rising beyond L.
+                outer = U(np.linspace(L - step, L, 201))
+                if np.all(np.isfinite(outer)) and np.all(np.diff(outer) <= 0):
+                    return L
+    raise ValueError("potential is not confining on the side of the start away from the target: expected "
+                     f"U(x) to rise there by {_CUTOFF_RISE:g} T and keep rising (a reflecting-boundary MFPT "
+                     "needs it)")
+
+
+def reflecting_cutoff(potential: SmoothPotential | EnergyFn, temperature: float, start: float,
+                      target: float) -> float:
+    """Where the MFPT quadrature stops on the reflecting side: ``U`` has risen by 50 ``T``, still rising."""
+    U, T, x0, b, sign = _oriented(potential, temperature, start, target)
+    return sign * _left_cutoff(U, T, x0, b, sign)
+
+
+def path_barrier(potential: SmoothPotential | EnergyFn, temperature: float, start: float,
+                 target: float) -> float:
+    """The Arrhenius exponent of the MFPT: ``log tau ~ barrier / T`` as ``T -> 0``.
+
+    ``max U(y) - min U(z)`` over ``y`` between ``start`` and ``target`` and ``z`` on the reflecting side of
+    ``y`` (from :func:`reflecting_cutoff`): the highest climb the path must make from any well behind it.
+    """
+    U, T, x0, b, sign = _oriented(potential, temperature, start, target)
+    grid = np.linspace(_left_cutoff(U, T, x0, b, sign), b, 40001)
+    u = U(grid)
+    climb = u - np.minimum.accumulate(u)
+    return float(climb[grid >= x0].max())
 
 
 def _panel_nodes(a: float, b: float, n_panels: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -91,29 +130,98 @@ def _panel_nodes(a: float, b: float, n_panels: int) -> tuple[NDArray[np.float64]
     return edges[:-1, None] + half * (_GL_NODES + 1.0), half * _GL_WEIGHTS
 
 
-def _log_mfpt_once(U: EnergyFn, T: float, start: float, target: float, L: float, n_panels: int) -> float:
-    shift = float(U(np.linspace(L, target, 4001)).min())
+WeightFn = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
-    def inner(z: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.exp(-(U(z) - shift) / T)
 
-    z, w = _panel_nodes(L, start, n_panels)
-    j_start = float(np.sum(w * inner(z)))
+@dataclass(frozen=True)
+class _DoubleIntegral:
+    """``I[g, h] = int_{x0}^{b} e^{U(y)/T} (g(y) J(y) + J_h(y)) dy`` with ``J_h(y) = int_L^y e^{-U/T} h``.
+
+    Built once on a panel grid; ``log_base`` is ``log I[1, 0]`` (``T tau``) and :meth:`ratio` gives
+    ``I[g, h] / I[1, 0]`` without forming the (possibly overflowing) integrals themselves.
+    """
+
+    y: NDArray[np.float64]  # outer nodes (P, 16)
+    wy: NDArray[np.float64]
+    outer: NDArray[np.float64]  # e^{(U(y) - shift)/T} / I[1, 0]
+    j: NDArray[np.float64]  # J(y) e^{shift/T}
+    z: NDArray[np.float64]  # inner nodes left of the start
+    wz: NDArray[np.float64]
+    zz: NDArray[np.float64]  # inner nodes from each outer panel's left edge to each outer node (P, 16, 16)
+    wzz: NDArray[np.float64]
+    density: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]  # e^{-(U-shift)/T}
+    log_base: float
+
+    def cumulative(self, h: WeightFn) -> NDArray[np.float64]:
+        """``J_h`` at the outer nodes (scaled like ``j``)."""
+        dz, dy, dzz = self.density
+        at_start = float(np.sum(self.wz * dz * h(self.z)))
+        full = np.sum(self.wy * dy * h(self.y), axis=1)
+        before = at_start + np.concatenate([[0.0], np.cumsum(full)[:-1]])
+        return before[:, None] + np.sum(self.wzz * dzz * h(self.zz), axis=-1)
+
+    def ratio(self, g: WeightFn, h: WeightFn) -> float:
+        """``I[g, h] / I[1, 0]``."""
+        return float(np.sum(self.wy * self.outer * (g(self.y) * self.j + self.cumulative(h))))
+
+
+def _double_integral(U: EnergyFn, T: float, start: float, target: float, L: float,
+                     n_panels: int) -> _DoubleIntegral:
+    z, wz = _panel_nodes(L, start, n_panels)
     y, wy = _panel_nodes(start, target, n_panels)  # outer nodes, (P, 16)
-    edges = np.linspace(start, target, n_panels + 1)[:-1]
-    left = edges[:, None]
-    full = np.sum(wy * inner(y), axis=1)  # integral of each full panel
-    before = j_start + np.concatenate([[0.0], np.cumsum(full)[:-1]])  # J at each panel's left edge
+    left = np.linspace(start, target, n_panels + 1)[:-1, None]
     # Partial integral from the panel's left edge to each node y_j, again by 16-point Gauss–Legendre.
     half = 0.5 * (y - left)[..., None]
-    zz = left[..., None] + half * (_GL_NODES + 1.0)
-    partial = np.sum(half * _GL_WEIGHTS * inner(zz), axis=-1)
-    j = before[:, None] + partial
-    with np.errstate(divide="ignore"):
-        log_integrand = (U(y) - shift) / T + np.log(j)
-    m = float(log_integrand.max())
-    total = float(np.sum(wy * np.exp(log_integrand - m)))
-    return math.log(total) + m - math.log(T)
+    zz, wzz = left[..., None] + half * (_GL_NODES + 1.0), half * _GL_WEIGHTS
+    uz, uy, uzz = U(z), U(y), U(zz)
+    # The lowest U on every node: no exponent below is positive, so nothing overflows at any T.
+    shift = min(float(uz.min()), float(uy.min()), float(uzz.min()))
+    dz, dy, dzz = (np.exp(-(u - shift) / T) for u in (uz, uy, uzz))
+    full = np.sum(wy * dy, axis=1)  # integral of each full panel
+    before = float(np.sum(wz * dz)) + np.concatenate([[0.0], np.cumsum(full)[:-1]])  # J at left edges
+    j = before[:, None] + np.sum(wzz * dzz, axis=-1)
+    # At an absurdly low T the exponents overflow: the sum is then nan and the refinement reports it.
+    with np.errstate(all="ignore"):
+        log_integrand = (uy - shift) / T + np.log(j)
+        m = float(log_integrand.max())
+        outer = np.exp((uy - shift) / T - m)
+        scaled = float(np.sum(wy * outer * j))  # I[1, 0] e^{-m}
+        if not (math.isfinite(scaled) and scaled > 0):
+            scaled = math.nan
+        return _DoubleIntegral(y, wy, outer / scaled, j, z, wz, zz, wzz, (dz, dy, dzz), math.log(scaled) + m)
+
+
+def _oriented(potential: SmoothPotential | EnergyFn, temperature: float, start: float,
+              target: float) -> tuple[EnergyFn, float, float, float, float]:
+    """Checked inputs, mirrored so that the exit is to the right: ``(U, T, start, target, sign)``."""
+    T = _check_temperature(temperature)
+    start, target = float(start), float(target)
+    if not (math.isfinite(start) and math.isfinite(target)):
+        raise ValueError(f"start={start!r}, target={target!r} are invalid: expected finite points")
+    if start == target:
+        raise ValueError(f"start={start!r} is invalid: it equals the target, so the first-passage time is 0")
+    U = _energy_fn(potential)
+    if target < start:
+        U0 = U
+        return (lambda x: U0(-x)), T, -start, -target, -1.0
+    return U, T, start, target, 1.0
+
+
+def _converged(U: EnergyFn, T: float, start: float, target: float, sign: float, rtol: float,
+               value: Callable[[_DoubleIntegral], float]) -> tuple[_DoubleIntegral, float]:
+    """Double the panels until ``value`` of two successive grids agrees to ``rtol`` (absolute)."""
+    L = _left_cutoff(U, T, start, target, sign)
+    n, previous = 32, None
+    while n <= 2**14:
+        integral = _double_integral(U, T, start, target, L, n)
+        current = value(integral)
+        if previous is not None and abs(current - previous) < rtol:
+            return integral, current
+        previous, n = current, 2 * n
+    lo, hi = sorted((sign * L, sign * target))
+    raise QuadratureNotConverged(f"MFPT quadrature did not converge to rtol={rtol:g} with {n // 2} panels on "
+                     f"({lo:.6g}, {hi:.6g}): expected a temperature whose thermal width sqrt(T / U'') the "
+                     f"panels resolve, and a potential smooth on that scale (temperature={T:g})")
 
 
 def log_mean_first_passage_time(potential: SmoothPotential | EnergyFn, temperature: float, start: float,
@@ -123,25 +231,9 @@ def log_mean_first_passage_time(potential: SmoothPotential | EnergyFn, temperatu
     The process is reflected on the side of ``start`` away from ``target`` (``U`` must be confining there)
     and absorbed at ``target``; ``target`` may lie on either side of ``start``.
     """
-    T = _check_temperature(temperature)
-    start, target = float(start), float(target)
-    if not (math.isfinite(start) and math.isfinite(target)):
-        raise ValueError(f"start={start!r}, target={target!r} are invalid: expected finite points")
-    if start == target:
-        raise ValueError(f"start={start!r} is invalid: it equals the target, so the first-passage time is 0")
-    U = _energy_fn(potential)
-    if target < start:  # mirror so that the exit is always to the right
-        U0 = U
-        U, start, target = (lambda x: U0(-x)), -start, -target
-    L = _left_cutoff(U, T, start, target)
-    n, previous = 32, None
-    while n <= 2**14:
-        value = _log_mfpt_once(U, T, start, target, L, n)
-        if previous is not None and abs(value - previous) < rtol:
-            return value
-        previous, n = value, 2 * n
-    raise ValueError(f"MFPT quadrature did not converge to rtol={rtol:g} with {n // 2} panels "
-                     f"(temperature={T:g}); the potential may be too rough on ({L:.6g}, {target:.6g})")
+    U, T, start, target, sign = _oriented(potential, temperature, start, target)
+    _, log_t_tau = _converged(U, T, start, target, sign, rtol, lambda integral: integral.log_base)
+    return log_t_tau - math.log(T)
 
 
 def mean_first_passage_time(potential: SmoothPotential | EnergyFn, temperature: float, start: float,
@@ -149,6 +241,54 @@ def mean_first_passage_time(potential: SmoothPotential | EnergyFn, temperature: 
     """Exact 1-D mean first-passage time ``tau(start -> target)`` (ERRATA 004.4); ``inf`` if it overflows."""
     log_tau = log_mean_first_passage_time(potential, temperature, start, target, rtol=rtol)
     return math.exp(log_tau) if log_tau < 709.0 else math.inf
+
+
+@dataclass(frozen=True)
+class MFPTResponse:
+    """First-order relative change of the MFPT, ``d log tau / d eps``, and a bound free of cancellations.
+
+    ``rate`` is the double integral with the signed weights, ``bound`` the same with their absolute values,
+    so ``|rate| <= bound`` and ``bound`` stays of the size of the largest contribution even where terms of
+    opposite sign cancel in ``rate``.
+    """
+
+    rate: float
+    bound: float
+
+
+def mfpt_linear_response(potential: SmoothPotential | EnergyFn, temperature: float, start: float,
+                         target: float, *, potential_shift: WeightFn, diffusion_shift: WeightFn,
+                         rtol: float = 1e-8) -> MFPTResponse:
+    """``d log tau / d eps`` at ``eps = 0`` for the perturbed diffusion ``dx = F dt + sqrt(2 D) dW``.
+
+    The perturbation is given by the process's scale potential ``Phi = U + eps phi`` and its diffusion
+    coefficient ``D = T (1 + eps psi)`` (``phi = potential_shift``, ``psi = diffusion_shift``; drift
+    ``F = -Phi' D / T``). Its MFPT is ``int_{x0}^{b} e^{Phi(y)/T} int_{-inf}^{y} e^{-Phi(z)/T} / D(z) dz dy``
+    (ERRATA 004.4 when ``eps = 0``), so
+
+        d log tau / d eps = (1 / (T tau)) int_{x0}^{b} e^{U(y)/T} int_{-inf}^{y} e^{-U(z)/T}
+                            [phi(y)/T - phi(z)/T - psi(z)] dz dy,
+
+    evaluated on the quadrature grid of :func:`log_mean_first_passage_time`, refined until the rate is
+    stable to ``rtol`` (absolute).
+    """
+    U, T, start, target, sign = _oriented(potential, temperature, start, target)
+
+    def oriented(fn: WeightFn) -> WeightFn:
+        return lambda x: np.asarray(fn(sign * np.asarray(x)), dtype=np.float64)
+
+    phi, psi = oriented(potential_shift), oriented(diffusion_shift)
+
+    def outer_weight(y: NDArray[np.float64]) -> NDArray[np.float64]:
+        return phi(y) / T
+
+    def inner_weight(z: NDArray[np.float64]) -> NDArray[np.float64]:
+        return -(phi(z) / T + psi(z))
+
+    integral, rate = _converged(U, T, start, target, sign, rtol,
+                                lambda grid: grid.ratio(outer_weight, inner_weight))
+    bound = integral.ratio(lambda y: np.abs(outer_weight(y)), lambda z: np.abs(inner_weight(z)))
+    return MFPTResponse(rate=rate, bound=bound)
 
 
 # --- Kramers in one dimension --------------------------------------------------------------------
@@ -182,7 +322,10 @@ def locate_well_and_barrier(potential: SmoothPotential, start: float, target: fl
 
 
 def kramers_time(potential: SmoothPotential, temperature: float, well: float, barrier: float) -> float:
-    """Kramers well-to-well time ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b) - U(a))/T)`` (ERRATA 004.4)."""
+    """Kramers well-to-well time ``2 pi / sqrt(U''(a) |U''(b)|) exp((U(b) - U(a))/T)`` (ERRATA 004.4).
+
+    ``inf`` where it overflows a float. Over several barriers use :func:`kramers_path_time`.
+    """
     T = _check_temperature(temperature)
     ha, hb = float(potential.hessian(well)), float(potential.hessian(barrier))
     if ha <= 0:
@@ -190,7 +333,105 @@ def kramers_time(potential: SmoothPotential, temperature: float, well: float, ba
     if hb >= 0:
         raise ValueError(f"barrier={barrier!r} is invalid: U''={hb:.6g} must be < 0 at a barrier top")
     dU = float(potential.energy(barrier)) - float(potential.energy(well))
-    return 2.0 * math.pi / math.sqrt(ha * abs(hb)) * math.exp(dU / T)
+    log_tau = math.log(2.0 * math.pi / math.sqrt(ha * abs(hb))) + dU / T
+    return math.exp(log_tau) if log_tau < 709.0 else math.inf  # not an OverflowError at very low T
+
+
+class KramersNotApplicable(ValueError):
+    """The Kramers asymptotic has no meaning for this start and target (the reason is the message)."""
+
+
+@dataclass(frozen=True)
+class KramersPath:
+    """The Laplace asymptotic of the mean time over the barriers between a start and a target (1-D).
+
+    ``minima`` and ``saddles`` are the critical points that enter (in the orientation of the path);
+    ``dominant`` is the (well, saddle) pair with the largest ``U(s) - U(m)``, which alone decides the
+    Arrhenius exponent.
+    """
+
+    time: float  # inf if it overflows a float
+    log_time: float
+    minima: tuple[float, ...]
+    saddles: tuple[float, ...]
+    dominant: tuple[float, float]
+
+
+def critical_points_1d(potential: SmoothPotential, left: float, right: float,
+                       n_grid: int = 20001) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Minima and maxima of a 1-D ``U`` on ``[left, right]``: sign changes of ``U'``, refined by Brent.
+
+    A critical point without a sign change of ``U'`` (an inflection with ``U' = 0``) is neither.
+    """
+    grid = np.linspace(left, right, n_grid)
+    with np.errstate(all="ignore"):
+        slope = np.sign(np.asarray(potential.gradient(grid), dtype=np.float64))
+    minima, maxima = [], []
+    for i in np.nonzero(slope[:-1] * slope[1:] < 0)[0]:
+        # A flat (degenerate) root may not certify xtol; the bracket it returns is still tight.
+        root, _ = optimize.brentq(lambda v: float(potential.gradient(v)), float(grid[i]), float(grid[i + 1]),
+                                  xtol=1e-14, full_output=True, disp=False)
+        (minima if slope[i] < 0 else maxima).append(float(root))
+    for i in np.nonzero(slope[1:-1] == 0)[0] + 1:  # a critical point exactly on a grid node
+        if slope[i - 1] * slope[i + 1] < 0:
+            (minima if slope[i - 1] < 0 else maxima).append(float(grid[i]))
+    return tuple(sorted(minima)), tuple(sorted(maxima))
+
+
+def kramers_path_time(potential: SmoothPotential, temperature: float, start: float,
+                      target: float) -> KramersPath:
+    """Kramers time from the well of ``start`` over every barrier up to ``target`` (ERRATA 004.4, 1-D).
+
+    Laplace's method on the exact MFPT double integral: the outer integrand ``e^{U(y)/T}`` peaks at each
+    barrier top ``s`` between ``start`` and ``target`` (a ``target`` at a barrier top counts that barrier
+    in full: the time to the well beyond), the inner ``int_{-inf}^{s} e^{-U/T}`` at each minimum ``m < s``
+    (on the reflecting side of the path, including wells behind ``start``). Each pair contributes
+    ``2 pi / sqrt(U''(m) |U''(s)|) e^{(U(s) - U(m))/T}``; the sum is the time to the well beyond the last
+    barrier up to relative ``O(T)`` corrections, and the dominant term is the pair maximising
+    ``U(s) - U(m)``. For one barrier it is :func:`kramers_time`.
+
+    Raises :class:`KramersNotApplicable` when no barrier lies between ``start`` and ``target`` or a well
+    or barrier on the path is degenerate (``U'' = 0``).
+    """
+    U, T, x0, b, sign = _oriented(potential, temperature, start, target)
+    L = _left_cutoff(U, T, x0, b, sign)
+
+    class Oriented:
+        def energy(self, x: ArrayLike) -> NDArray[np.float64]:
+            return np.asarray(potential.energy(sign * np.asarray(x)), dtype=np.float64)
+
+        def gradient(self, x: ArrayLike) -> NDArray[np.float64]:
+            return sign * np.asarray(potential.gradient(sign * np.asarray(x)), dtype=np.float64)
+
+        def hessian(self, x: ArrayLike) -> NDArray[np.float64]:
+            return np.asarray(potential.hessian(sign * np.asarray(x)), dtype=np.float64)
+
+    V = Oriented()
+    reach = b + 1e-9 * (1.0 + abs(b))  # a target given at a barrier top, up to rounding
+    minima, maxima = critical_points_1d(V, L, b + 1e-6 * (b - L))
+    saddles = [s for s in maxima if x0 < s <= reach]
+    if not saddles:
+        raise KramersNotApplicable(f"no barrier between start={start!r} and target={target!r}")
+    terms, pairs = [], []
+    wells = [m for m in minima if m < saddles[-1]]
+    curvature = {c: float(V.hessian(c)) for c in (*wells, *saddles)}
+    # U'' = 0 at a critical point (a quartic well, say) shows up as rounding-level U'' at the located root.
+    scale = max(abs(h) for h in curvature.values())
+    for c, h in curvature.items():
+        if abs(h) <= 1e-6 * scale or (h < 0) != (c in saddles):
+            raise KramersNotApplicable(f"the critical point x={sign * c:.6g} is degenerate (U''={h:.3g}): "
+                                       "Kramers needs U'' != 0 at every well and barrier on the path")
+    for s in saddles:
+        for m in (m for m in wells if m < s):
+            hm, hs = curvature[m], curvature[s]
+            du = float(V.energy(s)) - float(V.energy(m))
+            terms.append(math.log(2.0 * math.pi) - 0.5 * math.log(hm * abs(hs)) + du / T)
+            pairs.append((du, sign * m, sign * s))
+    log_time = float(np.logaddexp.reduce(terms))
+    _, well, saddle = max(pairs)
+    used = sorted({m for _, m, _ in pairs}, key=lambda v: sign * v)  # in the order of the path
+    return KramersPath(math.exp(log_time) if log_time < 709.0 else math.inf, log_time, tuple(used),
+                       tuple(sign * s for s in saddles), (well, saddle))
 
 
 # --- Eyring–Kramers in d dimensions ------------------------------------------------------------------
