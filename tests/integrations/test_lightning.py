@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from training_setup import make_batches, make_directions, make_net
 from torch import nn
+from training_setup import make_batches, make_directions, make_net
 
 from sgd_dynamics.integrations import track
 from sgd_dynamics.measure import TrajectoryTracker
@@ -108,7 +108,8 @@ def _flat(net: nn.Module) -> np.ndarray:
 def test_callback_refuses_a_non_sgd_optimizer():
     callback = TrajectoryCallback()
     with pytest.raises(ValueError, match="optimizer=Adam is invalid: expected torch.optim.SGD"):
-        _trainer(1, 1, callback).fit(Classifier(make_net(), 0.9, "adam"), train_dataloaders=_loader(make_batches()))
+        _trainer(1, 1, callback).fit(Classifier(make_net(), 0.9, "adam"),
+                                     train_dataloaders=_loader(make_batches()))
 
 
 def test_importing_without_lightning_names_the_extra(monkeypatch):
