@@ -105,3 +105,9 @@ def test_tensorboard_argument_is_checked():
     net = make_net()
     with pytest.raises(ValueError, match=r"tensorboard=.* is invalid: expected a log directory or a Summ"):
         track(net, torch.optim.SGD(net.parameters(), lr=0.1), tensorboard=42)
+
+
+def test_record_on_is_checked():
+    net = make_net()
+    with pytest.raises(ValueError, match=r"record_on='rank1' is invalid: expected 'rank0' or 'all'"):
+        TrajectoryTracker(net, torch.optim.SGD(net.parameters(), lr=0.1), record_on="rank1")
