@@ -28,6 +28,14 @@ matrix ``G_c``, so its nonzero eigenvalues are those of the Gram matrix ``K = G_
 ``q = G_c^T u / sqrt(N lambda)``. ``method="gram"`` keeps ``G_c`` (``N m`` numbers) and solves ``K``
 exactly; ``method="randomized"`` runs a randomized subspace iteration (Halko, Martinsson & Tropp 2011,
 alg. 4.4) whose every product ``Sigma X`` is one chunked sweep over the data, with memory ``O(m (k + p))``.
+
+Data shards (:mod:`~sgd_dynamics.measure.data_shards`): with ``process_group=`` each rank passes its own
+shard and :func:`gradient_noise` returns, on every rank, the statistics of the union of the shards with
+the same ``1/N`` convention, ``N = sum_r N_r``. The shards are merged exactly as two chunks are: from the
+all-reduced counts and first moments ``N_r g_r`` comes the global ``g``, and the centred second moments
+``M2 = sum_r [M2_r + N_r ||g_r - g||^2]`` (Chan et al.'s merge over ranks) are all-reduced in turn, so
+``tr Sigma = M2 / N`` and ``s_i`` equal the single-process values over the union up to rounding, never a
+mean of per-shard ``tr Sigma_r`` (which would miss the spread of the shard means).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
+from sgd_dynamics.measure.data_shards import all_reduce_sum, check_process_group
 from sgd_dynamics.measure.flat_params import (
     BatchSource,
     ParameterLayout,
@@ -146,13 +155,15 @@ def _directions_matrix(directions: ArrayLike | Tensor | None, layout: ParameterL
 
 def gradient_noise(model: nn.Module, loss_fn: Loss, batches: BatchSource,
                    directions: ArrayLike | Tensor | None = None, *, chunk_size: int = 64,
-                   parameters: ParameterSelection = None) -> GradientNoise:
+                   parameters: ParameterSelection = None, process_group: Any = None) -> GradientNoise:
     """``tr Sigma``, ``s_i = q_i^T Sigma q_i`` for the columns ``q_i`` of ``directions`` (m, k), and ``g``.
 
     One sweep over the examples of ``batches``; memory one ``(chunk_size, m)`` block of gradients.
     ``Sigma`` is over the parameter group ``parameters`` (default: the trainable parameters), the space
-    of ``directions``.
+    of ``directions``. ``process_group``: ``batches`` is this rank's shard, and the result (the same on
+    every rank) is that of the union of the shards (see the module docstring); a rank's shard may be empty.
     """
+    check_process_group(process_group)
     layout = ParameterLayout.from_group(model, parameters)
     q = _directions_matrix(directions, layout)
     count, mean = 0, torch.zeros(layout.dim, dtype=torch.float64, device=layout.device)
@@ -174,9 +185,30 @@ def gradient_noise(model: nn.Module, loss_fn: Loss, batches: BatchSource,
         proj_m2 += proj_block_m2 + proj_delta.square() * (count * c / total)
         proj_mean += proj_delta * (c / total)
         count = total
+    if process_group is not None:
+        count, mean, m2, proj_mean, proj_m2 = _merge_shards(count, mean, m2, proj_mean, proj_m2,
+                                                            process_group)
     if count == 0:
         raise ValueError("batches yielded no examples: expected at least one (inputs, targets) batch")
     return GradientNoise(m2 / count, (proj_m2 / count).cpu().numpy(), mean.cpu().numpy(), count)
+
+
+def _merge_shards(count: int, mean: Tensor, m2: float, proj_mean: Tensor, proj_m2: Tensor,
+                  process_group: Any) -> tuple[int, Tensor, float, Tensor, Tensor]:
+    """Chan et al.'s merge of every rank's ``(N_r, g_r, M2_r)``, by two all-reduces (float64)."""
+    m, k = mean.shape[0], proj_mean.shape[0]
+    first = all_reduce_sum(torch.cat([mean.new_tensor([float(count)]), mean * count, proj_mean * count]),
+                           process_group)
+    total = int(round(float(first[0])))
+    if total == 0:
+        return 0, mean, m2, proj_mean, proj_m2
+    global_mean, global_proj = first[1:1 + m] / total, first[1 + m:] / total
+    # A shard's centred moment about the global mean: M2_r + N_r ||g_r - g||^2 (zero for an empty shard).
+    spread, proj_spread = mean - global_mean, proj_mean - global_proj
+    second = torch.cat([mean.new_tensor([m2 + count * float(spread @ spread)]),
+                        proj_m2 + count * proj_spread.square()])
+    second = all_reduce_sum(second, process_group)
+    return total, global_mean, float(second[0]), global_proj, second[1:1 + k]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ Cost: Lanczos needs one sequential HVP per iteration and the fewest HVPs; it is 
 applies blocks (``vmap`` shares the primal pass, 1.3-1.7x cheaper per vector on CPU) but needs about
 3x more of them and ``O(m k^2)`` dense work per iteration (keep BLAS threads from oversubscribing the CPU).
 
+Data shards (:mod:`~sgd_dynamics.measure.data_shards`): with ``process_group=`` each rank passes its own
+shard of the batches; every product sums ``n_b H_b V`` and ``n_b`` over the local batches, all-reduces
+both and divides, so ``H V`` is the product of the mean loss over the union of the shards, identical on
+every rank, and the eigen-solver (seeded the same everywhere) takes the same path on every rank.
+
 Precision: ``tol`` is ARPACK's relative tolerance ``||r_i|| <= tol |rho_i|`` (LOBPCG: relative to the
 largest ``|rho|``); tolerances much below the parameter dtype's precision (``~1e-7`` for float32) need a
 float64 model, and so may near-zero eigenvalues at the ``"SA"`` end.
@@ -40,7 +45,7 @@ import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
@@ -50,6 +55,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
+from sgd_dynamics.measure.data_shards import all_reduce_sum, check_process_group
 from sgd_dynamics.measure.flat_params import (
     BatchSource,
     ParameterLayout,
@@ -89,13 +95,17 @@ class HessianOperator:
         ``name -> bool`` or a list of parameters; vectors are in the group's flat order.
     hvp : ``"forward-over-reverse"``, ``"reverse-over-reverse"`` or ``"auto"`` (the first, falling back
         to the second with a warning when it raises); ``hvp_method`` says which one is in use.
+    process_group : ``None`` (one process), or a ``torch.distributed`` group whose ranks each pass their
+        own shard as ``batches``: ``H`` is then that of the mean loss over the union of the shards.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Loss, batches: BatchSource, *, block_size: int = 16,
                  vectorize: bool = True, parameters: ParameterSelection = None,
-                 hvp: HvpMethod = "auto") -> None:
+                 hvp: HvpMethod = "auto", process_group: Any = None) -> None:
         require(isinstance(block_size, int) and block_size >= 1, "block_size", block_size, "an integer >= 1")
         require(hvp in _HVP_METHODS, "hvp", hvp, "'auto', 'forward-over-reverse' or 'reverse-over-reverse'")
+        check_process_group(process_group)
+        self.process_group = process_group
         self.model, self.loss_fn = model, loss_fn
         self.objective = Objective(model, loss_fn)
         group = selected_parameters(model, parameters)
@@ -130,6 +140,11 @@ class HessianOperator:
                                               batch, rows)
                 out.add_(hv, alpha=float(n))
                 total += n
+        if self.process_group is not None:
+            # Weighted by example counts: sum_r sum_b n_b H_b V / sum_r sum_b n_b, the union's mean loss.
+            all_reduce_sum(out, self.process_group)
+            total = int(all_reduce_sum(torch.tensor([float(total)], dtype=torch.float64,
+                                                    device=out.device), self.process_group).item())
         if total == 0:
             raise ValueError("batches yielded no examples: expected at least one non-empty batch")
         return out.div_(total)
@@ -282,7 +297,7 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k:
                        tol: float = 1e-6, *, which: Which = "LA", method: EigenMethod = "lanczos",
                        seed: int = 0, maxiter: int | None = None, ncv: int | None = None,
                        block_size: int = 16, parameters: ParameterSelection = None,
-                       hvp: HvpMethod = "auto") -> HessianEigenpairs:
+                       hvp: HvpMethod = "auto", process_group: Any = None) -> HessianEigenpairs:
     """``k`` Hessian eigenpairs of the mean loss over ``batches`` at the model's current parameters.
 
     ``which`` picks the end of the spectrum (``"LA"`` top, ``"SA"`` bottom, ``"BE"`` both, ``"LM"``
@@ -292,8 +307,11 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k:
     as the tracker's ``directions`` (through :meth:`ParameterLayout.embed` for a group smaller than all
     parameters). ``loss_fn`` may be a :func:`~sgd_dynamics.measure.objective.closure_loss`.
     ``hvp_count`` includes the final block of ``k`` products that measures the residuals.
+    ``process_group``: ``batches`` is this rank's shard; the eigenpairs (the same on every rank) are those
+    of the mean loss over the union of the shards.
     """
-    op = HessianOperator(model, loss_fn, batches, block_size=block_size, parameters=parameters, hvp=hvp)
+    op = HessianOperator(model, loss_fn, batches, block_size=block_size, parameters=parameters, hvp=hvp,
+                         process_group=process_group)
     vals, vecs, residuals = top_eigenpairs(op.to_scipy(), k, tol=tol, which=which, method=method, seed=seed,
                                            maxiter=maxiter, ncv=ncv)
     return HessianEigenpairs(vals, vecs, residuals, op.hvp_count, method, tol, which, str(op.hvp_method))
@@ -364,12 +382,15 @@ def _exact_trace(matmat: Callable[[NDArray], NDArray], dim: int, block: int = 25
 
 def hessian_trace(model: nn.Module, loss_fn: Loss, batches: BatchSource, num_matvecs: int = 99, *,
                   method: TraceMethod = "hutch++", seed: int = 0, block_size: int = 16,
-                  parameters: ParameterSelection = None, hvp: HvpMethod = "auto") -> TraceEstimate:
+                  parameters: ParameterSelection = None, hvp: HvpMethod = "auto",
+                  process_group: Any = None) -> TraceEstimate:
     """``tr H`` of the mean loss over ``batches`` by Hutch++ (default), Hutchinson (seeded) or exactly.
 
     ``parameters`` restricts ``H`` to a group (the trace of its diagonal block); ``loss_fn`` may be a
-    :func:`~sgd_dynamics.measure.objective.closure_loss`.
+    :func:`~sgd_dynamics.measure.objective.closure_loss`. ``process_group``: as for
+    :func:`hessian_eigenpairs`, ``batches`` is this rank's shard.
     """
-    op = HessianOperator(model, loss_fn, batches, block_size=block_size, parameters=parameters, hvp=hvp)
+    op = HessianOperator(model, loss_fn, batches, block_size=block_size, parameters=parameters, hvp=hvp,
+                         process_group=process_group)
     estimate = trace_estimate(op.to_scipy().matmat, op.dim, num_matvecs, method=method, seed=seed)
     return dataclasses.replace(estimate, hvp=op.hvp_method)

@@ -19,6 +19,13 @@ With momentum 0 PyTorch keeps no buffer; the tracker then uses what the buffer w
 ``optimizer.step()`` and before ``optimizer.zero_grad()``. Parameters the optimizer does not update
 (or that had no gradient) have ``v = 0``.
 
+Data parallelism (``torch.nn.parallel.DistributedDataParallel``): every rank holds the same parameters
+and momentum buffers after each step, so one rank's record is the trajectory. With
+``record_on="rank0"`` (the default) only rank 0 of the default process group records; the other ranks
+count steps and do nothing else (their history has no rows). ``record_on="all"`` records on every rank.
+Neither communicates. Pass the wrapped model or its ``.module``: both have the same parameters in the
+same order.
+
 Cost (``benchmarks/bench_measure.py`` prints the ratios). Per recorded step, one pass over the
 parameters writes ``delta_k = theta_k - theta_{k-1}`` into a preallocated ``(2 B, m)`` block (no per-step
 allocation of a flat vector) and accumulates both squared displacements; on a CPU with float32/64
@@ -48,13 +55,14 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.measure.flat_params import ParameterLayout
 
 Schedule = Callable[[int], bool]
@@ -135,6 +143,12 @@ def _check_sgd(optimizer: torch.optim.Optimizer) -> None:
                              "expected maximize=False")
 
 
+def _distributed_rank() -> int:
+    """The rank of this process in the default ``torch.distributed`` group; 0 without one."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_rank() if distributed else 0
+
+
 _NO_GRAD = ("momentum=0 and no parameter has a .grad: call tracker.record() after optimizer.step() and "
             "before optimizer.zero_grad(), so the velocity can be read")
 
@@ -195,12 +209,21 @@ class TrajectoryTracker:
     snapshot_schedule : steps at which full ``theta_k`` and ``v_k`` are kept (on the CPU); ``None``: never.
         Only steps that ``schedule`` records can be snapshotted.
     block_size : recorded steps per projection block ``B`` (memory ``2 B m`` numbers).
+    record_on : under ``torch.distributed``, ``"rank0"`` (record on rank 0 only) or ``"all"``.
+    on_flush : called with the rows of every flushed block (the keys of :attr:`history` without the
+        snapshots), in order, e.g. to stream them to TensorBoard.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  directions: Tensor | None = None, *, schedule: Schedule | int | None = None,
-                 snapshot_schedule: Schedule | int | None = None, block_size: int = 64) -> None:
+                 snapshot_schedule: Schedule | int | None = None, block_size: int = 64,
+                 record_on: Literal["rank0", "all"] = "rank0",
+                 on_flush: Callable[[dict[str, NDArray]], None] | None = None) -> None:
         _check_sgd(optimizer)
+        require(record_on in ("rank0", "all"), "record_on", record_on, "'rank0' or 'all'")
+        require(on_flush is None or callable(on_flush), "on_flush", on_flush, "None or a callable")
+        self.recording = record_on == "all" or _distributed_rank() == 0
+        self._on_flush = on_flush
         if not (isinstance(block_size, int) and block_size >= 1):
             raise ValueError(f"block_size={block_size!r} is invalid: expected an integer >= 1")
         self.layout = ParameterLayout.from_module(model)
@@ -277,6 +300,8 @@ class TrajectoryTracker:
     def record(self, loss: float | Tensor | None = None) -> None:
         """Register one optimizer step; call right after ``optimizer.step()`` at every step."""
         self._step += 1
+        if not self.recording:
+            return
         k = self._step
         if self.schedule(k):
             self._record(k, loss)
@@ -419,6 +444,12 @@ class TrajectoryTracker:
             "velocity_projection": velocity.astype(self._numpy_dtype),
         })
         self._rows, self._steps, self._losses, self._plan = 0, [], [], []
+        if self._on_flush is not None:
+            self._on_flush({key: value.copy() for key, value in self._chunks[-1].items()})
+
+    def flush(self) -> None:
+        """Project the partial block now (as reading :attr:`history` does), calling ``on_flush``."""
+        self._flush()
 
     @property
     def history(self) -> dict[str, NDArray]:
