@@ -88,10 +88,13 @@ def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hype
     per_mode = {"discrete": discrete.global_displacement_per_mode,
                 "eq19_sampled_sum": phase_space.eq19_sampled_sum_per_mode}.get(
         model, phase_space.global_displacement_per_mode)
-    # bound the (steps x modes) temporaries to a few MB whatever the spectrum size
-    chunk = max(1, _CHUNK_ELEMENTS // max(rho.size, 1))
-    return np.concatenate([per_mode(rho, s, hyper, t[i:i + chunk]).sum(axis=1)
-                           for i in range(0, t.size, chunk)])
+    # bound the (steps x modes) temporaries to a few MB whatever the spectrum size: chunks of modes, so
+    # each mode's parameters are set up once for all times
+    chunk = max(1, _CHUNK_ELEMENTS // t.size)
+    total = np.zeros(t.size)
+    for i in range(0, rho.size, chunk):
+        total += per_mode(rho[i:i + chunk], s[i:i + chunk], hyper, t).sum(axis=1)
+    return total
 
 
 def global_displacement_from_start(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams,

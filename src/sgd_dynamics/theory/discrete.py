@@ -108,7 +108,14 @@ def global_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_varianc
     abs_delta = np.sqrt(np.abs(((1 - np.sqrt(beta)) ** 2 - eh) * ((1 + np.sqrt(beta)) ** 2 - eh))) / 2
     # c1 - r2 c0 for real roots, with 2|delta| - (1 - beta) rewritten without cancellation
     c1_minus_r2_c0 = -q * eh * (2 * (1 + beta) - eh) / (2 * abs_delta + 1 - beta)
-    return hyper.lr**2 * displacement_lag_sum(root_pair(eigenvalues, hyper), c0, c1, steps, c1_minus_r2_c0)
+    # the exact large-t line: a confined mode saturates at 2 Var x / eta^2 = 2 (1 + beta) q / (eta h);
+    # a free mode (h = 0) has the AR(1) line c0 [t (1 + beta) - 2 beta / (1 - beta)] / (1 - beta)
+    with np.errstate(divide="ignore", over="ignore"):
+        slope = np.where(h > 0, 0.0, c0 * (1 + beta) / (1 - beta))
+        intercept = np.where(h > 0, 2 * (1 + beta) * q / np.where(h > 0, eh, 1.0),
+                             -2 * beta * c0 / (1 - beta) ** 2)
+    return hyper.lr**2 * displacement_lag_sum(root_pair(eigenvalues, hyper), c0, c1, steps, c1_minus_r2_c0,
+                                              (slope, intercept))
 
 
 def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],

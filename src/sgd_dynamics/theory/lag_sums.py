@@ -30,6 +30,8 @@ Cost is O(modes) per time point whatever ``t`` is.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +46,8 @@ _NEAR_ONE_RATIO = 0.25
 _DIRECT_SUM_CAP = 4096
 # Grid of the high part of a phase angle: t * a_hi is exact in float64 for integer t < 2^32
 _PHASE_GRID = 2.0**20
+# Modes per block of direct summation
+_DIRECT_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,9 @@ def _regimes(roots: RootPair) -> list[tuple[NDArray[np.bool_], str]]:
 
 
 def displacement_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
-                         steps: NDArray[np.int64],
-                         c1_minus_r2_c0: NDArray[np.float64]) -> NDArray[np.float64]:
+                         steps: NDArray[np.int64], c1_minus_r2_c0: NDArray[np.float64],
+                         asymptote: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+                         ) -> NDArray[np.float64]:
     """``t c0 + 2 sum_{l=1}^{t-1} (t - l) c(l)`` for each step count ``t`` (rows) and mode (columns).
 
     ``c0, c1`` are the stationary lag-0 and lag-1 velocity autocovariances per mode, and
@@ -116,26 +121,152 @@ def displacement_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[n
     rewritten with the Leibniz rule ``psi_{t+1}[r1, r2] = r1 psi_t[r1, r2] + psi_t(r2)`` as
     ``t c0 + 2 [r1 (c1 - r2 c0) psi_t[r1, r2] + c1 psi_t(r2)]``, so the two ``O(t^2)`` terms of a free
     (``rho -> 0``) mode never cancel. Returns an array of shape ``(len(steps), modes)``.
+
+    Elsewhere the sum is split into its large-``t`` line and a decaying transient,
+    ``slope t + intercept + 2 [c1 T_{t+1} - det c0 T_t]`` with ``T_t = Re(r1^t) K + u_t Re(e2^-2)`` and
+    ``K = (e1 + e2) / (e1 e2)^2`` (real arithmetic per damping regime, compiled), and the transient is
+    dropped once it is below float64 resolution. ``asymptote = (slope, intercept)`` per mode: the exact
+    line if the caller knows it (a confined mode has slope 0), else computed from ``c0, c1`` and the roots.
     """
     steps = np.asarray(steps, dtype=np.int64)
     t = steps.astype(np.float64)[:, None]
+    out = np.empty((steps.size, c0.size))
+    near = _near_one(roots)
+    limit = _direct_sum_limit(roots)
     with np.errstate(all="ignore"):
-        psi_t = _divided_psi(roots, t)
-        out = t * c0 + 2 * (c1 * _divided_psi(roots, t + 1) - roots.det * c0 * psi_t)
-        near = _near_one(roots)
         if np.any(near):
-            r1, e2 = np.real(roots.r1[near]), np.real(roots.e2[near])
-            out[:, near] = t * c0[near] + 2 * (r1 * c1_minus_r2_c0[near] * psi_t[:, near]
-                                               + c1[near] * _psi_real_root(t, e2))
-    need = steps[:, None] <= _direct_sum_limit(roots)[None, :]
-    for cols in np.array_split(np.flatnonzero(need.any(axis=0)), max(1, int(need.any(axis=0).sum()) // 512)):
-        if cols.size == 0:
-            continue
-        rows = np.flatnonzero(need[:, cols].any(axis=1))
-        direct = _direct_lag_sum(_subset(roots, cols), c0[cols], c1[cols], steps[rows])
-        block = out[np.ix_(rows, cols)]
-        out[np.ix_(rows, cols)] = np.where(need[np.ix_(rows, cols)], direct, block)
+            sub = _subset(roots, near)
+            r1, e2 = np.real(sub.r1), np.real(sub.e2)
+            psi_t = _divided_psi(sub, t)
+            value = t * c0[near] + 2 * (r1 * c1_minus_r2_c0[near] * psi_t + c1[near] * _psi_real_root(t, e2))
+            slope, intercept = _line(roots, c0, c1) if asymptote is None else asymptote
+            line = slope[near] * t + intercept[near]
+            out[:, near] = np.where(_decayed(sub, c0[near], c1[near], line, t), line, value)
+        far = np.flatnonzero(~near)
+        if far.size:
+            slope, intercept = _line(roots, c0, c1) if asymptote is None else asymptote
+            params = _transient_parameters(_subset(roots, far), c0[far], c1[far], slope[far], intercept[far])
+            block = out if far.size == c0.size else np.empty((steps.size, far.size))
+            _transient_kernel()(*params, limit[far], t[:, 0], block)
+            if block is not out:
+                out[:, far] = block
+    _fill_direct_sums(out, roots, c0, c1, steps, limit)
     return out
+
+
+def _fill_direct_sums(out: NDArray[np.float64], roots: RootPair, c0: NDArray[np.float64],
+                      c1: NDArray[np.float64], steps: NDArray[np.int64], limit: NDArray[np.int64]) -> None:
+    """Overwrite ``out`` by direct summation where ``t <= limit``, in blocks of modes of similar limit."""
+    need = steps[:, None] <= limit[None, :]
+    cols = np.flatnonzero(need.any(axis=0))
+    cols = cols[np.argsort(limit[cols], kind="stable")]  # a block sums only as far as its own modes need
+    for start in range(0, cols.size, _DIRECT_BLOCK):
+        block = cols[start:start + _DIRECT_BLOCK]
+        rows = np.flatnonzero(need[:, block].any(axis=1))
+        direct = _direct_lag_sum(_subset(roots, block), c0[block], c1[block], steps[rows])
+        cells = np.ix_(rows, block)
+        out[cells] = np.where(need[cells], direct, out[cells])
+
+
+def _line(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64]
+          ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Large-``t`` line of the lag sum: ``t (c0 + 2 (c1 - det c0) / p) + 2 c1 / p - 2 (c1 - det c0) K``."""
+    p = np.real(roots.e1 * roots.e2)
+    k = np.real(roots.e1 + roots.e2) / p**2
+    c1_minus = c1 - roots.det * c0
+    return c0 + 2 * c1_minus / p, 2 * c1 / p - 2 * c1_minus * k
+
+
+def _transient_parameters(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
+                          slope: NDArray[np.float64], intercept: NDArray[np.float64]) -> tuple:
+    """Real per-mode inputs of :func:`_transient_kernel` (regime codes: 0 ``det = 0``, 1 real, 2 complex)."""
+    e1, e2 = roots.e1, roots.e2
+    p = np.real(e1 * e2)
+    k = np.real(e1 + e2) / p**2
+    w = np.real(1 / e2**2)
+    kind = np.where(roots.det == 0, 0, np.where(roots.overdamped, 1, 2)).astype(np.int64)
+    log_rho = np.where(kind == 0, 0.0, 0.5 * np.log(np.where(kind == 0, 1.0, roots.det)))
+    a = np.where(kind == 2, roots.a, np.where(kind == 1, roots.a, 0.0))
+    a_hi = np.round(a * _PHASE_GRID) / _PHASE_GRID
+    r1, r2 = np.real(roots.r1), np.real(roots.r2)
+    log_modulus = np.where(kind == 0, np.log(np.abs(r1)), np.where(kind == 1, log_rho + a, log_rho))
+    modulus = np.exp(log_modulus)
+    amp = 2 * (np.abs(c1) * modulus + roots.det * c0)
+    u_cap = 2 / np.abs(e2 - e1)
+    return (kind, roots.sgn, log_rho, a, a_hi, np.sin(a), np.cos(a), r1, r2, k, w, c1, roots.det * c0,
+            slope, intercept, log_modulus, amp, u_cap)
+
+
+def _decayed(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64], line: NDArray[np.float64],
+             t: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Where the transient is below float64 resolution of the line (the kernel's test, vectorised)."""
+    zeros = np.zeros_like(c0)
+    params = _transient_parameters(roots, c0, c1, zeros, zeros)
+    k, w, log_modulus, amp, u_cap = params[9], params[10], params[15], params[16], params[17]
+    bound = amp * np.exp(t * log_modulus) * (np.abs(k) + np.abs(w) * np.minimum((t + 1) / np.exp(log_modulus),
+                                                                                 u_cap))
+    return (bound <= 2.0**-54 * np.abs(line)) & (-t * log_modulus >= 1)
+
+
+@functools.cache
+def _transient_kernel():
+    """The compiled loop over (mode, time) of :func:`displacement_lag_sum` (numba imported here only)."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    def log_sinhc(x):
+        if x < 1e-4:
+            return x * x / 6
+        return x - math.log(2 * x) + math.log(-math.expm1(-2 * x))
+
+    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    def kernel(kind, sgn, log_rho, a, a_hi, sin_a, cos_a, r1, r2, k, w, c1, det_c0, slope, intercept,
+               log_modulus, amp, u_cap, first, times, out):
+        resolution = 2.0**-54
+        modulus = np.exp(log_modulus)
+        # times ascending, so a mode once decayed stays decayed; rows of out are written contiguously
+        decayed = np.zeros(kind.size, dtype=np.bool_)
+        for j in range(times.size):
+            t = times[j]
+            for i in range(kind.size):
+                if t <= first[i]:
+                    continue
+                line = slope[i] * t + intercept[i]
+                if decayed[i]:
+                    out[j, i] = line
+                    continue
+                rt = math.exp(t * log_modulus[i])
+                bound = amp[i] * rt * (abs(k[i]) + abs(w[i]) * min((t + 1) / modulus[i], u_cap[i]))
+                if bound <= resolution * abs(line) and -t * log_modulus[i] >= 1:
+                    decayed[i] = True
+                    out[j, i] = line
+                    continue
+                s_t = sgn[i] if (sgn[i] < 0 and t % 2 == 1) else 1.0
+                if kind[i] == 2:
+                    x, y = t * a_hi[i], t * (a[i] - a_hi[i])
+                    sx, cx, sy, cy = math.sin(x), math.cos(x), math.sin(y), math.cos(y)
+                    st, ct = sx * cy + cx * sy, cx * cy - sx * sy
+                    rho = math.exp(log_rho[i])
+                    re_t = s_t * rt * ct
+                    u_t = s_t * sgn[i] * rt / rho * st / sin_a[i]
+                    re_t1 = s_t * sgn[i] * rt * rho * (ct * cos_a[i] - st * sin_a[i])
+                    u_t1 = s_t * rt * (st * cos_a[i] + ct * sin_a[i]) / sin_a[i]
+                elif kind[i] == 1:
+                    re_t = s_t * rt
+                    r2t = s_t * math.exp(t * (log_rho[i] - a[i]))
+                    u_t = s_t * sgn[i] * math.exp((t - 1) * log_rho[i] + math.log(t) + log_sinhc(t * a[i])
+                                                  - log_sinhc(a[i]))
+                    re_t1 = re_t * r1[i]
+                    u_t1 = r1[i] * u_t + r2t
+                else:
+                    re_t = r1[i] ** t
+                    u_t = r1[i] ** (t - 1)
+                    re_t1, u_t1 = re_t * r1[i], re_t
+                transient_t = re_t * k[i] + u_t * w[i]
+                transient_t1 = re_t1 * k[i] + u_t1 * w[i]
+                out[j, i] = line + 2 * (c1[i] * transient_t1 - det_c0[i] * transient_t)
+
+    return kernel
 
 
 def _near_one(roots: RootPair) -> NDArray[np.bool_]:
@@ -166,8 +297,8 @@ def _direct_sum_limit(roots: RootPair) -> NDArray[np.int64]:
 def _direct_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
                     steps: NDArray[np.int64]) -> NDArray[np.float64]:
     lmax = int(steps.max())
-    lags = np.arange(1, max(lmax, 2), dtype=np.float64)[:, None]
-    c = divided_power(roots, lags) * c1 - roots.det * divided_power(roots, lags - 1) * c0
+    u = divided_power(roots, np.arange(0, max(lmax, 2), dtype=np.float64)[:, None])  # u_0 .. u_{lmax-1}
+    c = u[1:] * c1 - roots.det * u[:-1] * c0
     c = c[: max(lmax - 1, 0)]
     # A(t) = sum_{l<t} c(l), B(t) = sum_{l<t} l c(l)  (l >= 1)
     zero = np.zeros((1, c0.size))
