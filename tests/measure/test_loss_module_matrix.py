@@ -297,6 +297,6 @@ def test_dense_reference_matches_central_differences(module, loss):
     model, loss_fn, batches = make_case(module, loss)
     h = dense_hessian(model, loss_fn, batches)
     # Truncation h^2 |d^4 L| / 6 and rounding eps |grad| / h, both ~1e-9 at h = 1e-6 (the 3-unit LayerNorm
-    # is strongly curved: its error is 1e-3 at h = 1e-4 and falls as h^2, so it is truncation, not the reference).
+    # is strongly curved: its error is 1e-3 at h = 1e-4 and falls as h^2, truncation, not the reference).
     np.testing.assert_allclose(central_difference_hessian(model, loss_fn, batches), h, rtol=0,
                                atol=1e-6 * max(np.abs(h).max(), 1.0))
