@@ -35,22 +35,11 @@ EXCEPTIONS = {
     ("sgd_dynamics.theory.limiting_drift", "limiting_drift"),
     ("sgd_dynamics.theory.noise_geometry", "noise_geometry"),
     ("sgd_dynamics.measure.limiting_drift", "hessian"),
+    ("sgd_dynamics.report.run_metadata", "run_metadata"),
     # type aliases and protocols of a call signature, not something a user calls
-    ("sgd_dynamics.measure.flat_params", "Batch"),
-    ("sgd_dynamics.measure.flat_params", "BatchSource"),
     ("sgd_dynamics.measure.hessian", "Loss"),
     ("sgd_dynamics.measure.hessian", "LossFn"),
-    ("sgd_dynamics.measure.objective", "Loss"),
-    ("sgd_dynamics.measure.objective", "LossFn"),
     ("sgd_dynamics.measure.objective", "Objective"),
-    ("sgd_dynamics.measure.limiting_drift", "Loss"),
-    ("sgd_dynamics.measure.replicas", "LossFn"),
-    ("sgd_dynamics.measure.tracker", "Schedule"),
-    ("sgd_dynamics.simulate.langevin", "Schedule"),
-    ("sgd_dynamics.simulate.langevin", "GradientFn"),
-    ("sgd_dynamics.estimation.lanczos_quadrature", "Matmat"),
-    ("sgd_dynamics.estimation.lanczos_quadrature", "RuleFunction"),
-    ("sgd_dynamics.experiments.training", "LossFn"),
     # re-exported by another module of the same package under the same name (one object)
     ("sgd_dynamics.experiments.study", "Setup"),
     ("sgd_dynamics.experiments.study", "prepare"),
@@ -59,6 +48,8 @@ EXCEPTIONS = {
     ("sgd_dynamics.experiments.analysis", "ar2_mean_frequency"),
     ("sgd_dynamics.experiments.analysis", "bulk_spectrum"),
     ("sgd_dynamics.report.momentum_report", "MomentumResults"),
+    # the SDE's modified-loss curvature; exported as the validated diffusion.modified_loss_curvature
+    ("sgd_dynamics.theory.phase_space", "modified_loss_curvature"),
 }
 
 
@@ -131,8 +122,8 @@ def test_imports_without_torch_or_lightning(package):
     code = (f"import sys, {package}; heavy = [m for m in ('torch', 'lightning', 'pytorch_lightning') "
             f"if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    allowed = {"sgd_dynamics.integrations": "['torch']"}.get(package, "[]")
-    assert out.strip() == allowed
+    heavy = set(eval(out))  # noqa: S307 - our own printed list
+    assert heavy <= ({"torch"} if package == "sgd_dynamics.integrations" else set()), heavy
 
 
 def test_experiments_import_is_lazy():
