@@ -19,7 +19,7 @@ from sgd_dynamics.theory import discrete, global_displacement
 def direct_summation(rho: np.ndarray, s: np.ndarray, hp: Hyperparams, steps: np.ndarray) -> np.ndarray:
     """eta^2 [t c0 + 2 sum_l (t - l) c(l)] with c(l) from the recursion, vectorised over modes."""
     m = discrete.transition_matrix(rho, hp)
-    p = discrete.stationary_moments(rho, s, hp).as_matrices()
+    p = discrete.discrete_stationary_moments(rho, s, hp).as_matrices()
     column = p[:, :, 1]
     tmax = int(steps.max())
     c = np.empty((tmax, rho.size))

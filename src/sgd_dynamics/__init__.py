@@ -1,7 +1,8 @@
 """sgd-dynamics: measure, simulate and predict the limiting dynamics of SGD with momentum.
 
-Layers (lower never imports higher): ``hyper`` < ``theory`` < ``simulate`` < ``measure`` < ``store`` <
-``experiments`` < ``report`` < ``cli``. ``theory`` is NumPy/SciPy only.
+Layers (lower never imports higher; ARCHITECTURE.md): ``hyper`` < ``theory`` < ``estimation`` <
+``simulate`` / ``measure`` < ``store`` < ``experiments`` < ``report`` < ``cli``. ``theory`` and
+``estimation`` are NumPy/SciPy only.
 """
 
 from sgd_dynamics.hyper import Hyperparams, UnstableModeError

@@ -17,7 +17,7 @@ EPS = np.finfo(float).eps
 def test_errata_003_4_valley_ou_moments():
     # ERRATA 003.4: beta=0.9, eta=0.1, lambda=2, s^2=1 -> Var X 0.26389, Cov 0.27778, Var Pi 5.5556
     hp = Hyperparams(lr=0.1, momentum=0.9, batch_size=1)
-    mom = discrete.stationary_moments(np.array([2.0]), np.array([1.0]), hp)
+    mom = discrete.discrete_stationary_moments(np.array([2.0]), np.array([1.0]), hp)
     assert mom.position_variance[0] == pytest.approx(0.26389, abs=5e-6)
     assert mom.cross_covariance[0] == pytest.approx(0.27778, abs=5e-6)
     assert mom.velocity_variance[0] == pytest.approx(5.5556, abs=5e-5)
@@ -27,7 +27,7 @@ def test_errata_002_5_velocity_autocovariance_example():
     # ERRATA 002.5: beta=0.9, eta=0.01, rho=5, S=1, sigma^2=1 (Sigma = sigma^2 H, so s = 5)
     hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=1)
     m = discrete.transition_matrix(np.array([5.0]), hp)[0]
-    p = discrete.stationary_moments(np.array([5.0]), np.array([5.0]), hp).as_matrices()[0]
+    p = discrete.discrete_stationary_moments(np.array([5.0]), np.array([5.0]), hp).as_matrices()[0]
     got = [(np.linalg.matrix_power(m, lag) @ p)[1, 1] for lag in (1, 5, 20, 50)]
     np.testing.assert_allclose(got, [23.33, 4.559, -0.010, 0.826], atol=6e-3)
 
@@ -60,7 +60,7 @@ def test_stationary_moments_match_discrete_lyapunov(regime, u, lr, momentum, bat
         return  # no stationary position law; covered by test_zero_mode_velocity_variance
     m = discrete.transition_matrix(np.array([h]), hp)[0]
     w = discrete.noise_matrix(np.array([1.7]), hp)[0]
-    got = discrete.stationary_moments(np.array([h]), np.array([1.7]), hp).as_matrices()[0]
+    got = discrete.discrete_stationary_moments(np.array([h]), np.array([1.7]), hp).as_matrices()[0]
     # Reference 1, valid in every regime: the residual of P = M P M^T + W, evaluated in long double,
     # against the size of the terms (the Kronecker solve itself is too ill-conditioned for eta h ~ 1e-12).
     ld = np.longdouble
@@ -76,7 +76,7 @@ def test_stationary_moments_match_discrete_lyapunov(regime, u, lr, momentum, bat
 
 def test_zero_mode_velocity_variance():
     hp = Hyperparams(lr=0.05, momentum=0.8, batch_size=4)
-    mom = discrete.stationary_moments(np.array([0.0]), np.array([2.0]), hp)
+    mom = discrete.discrete_stationary_moments(np.array([0.0]), np.array([2.0]), hp)
     assert mom.velocity_variance[0] == pytest.approx(2.0 / 4 / (1 - 0.8**2), rel=1e-14)
     assert np.isinf(mom.position_variance[0])
 
@@ -114,7 +114,7 @@ def test_large_t_has_no_overflow_and_saturates(regime, u, momentum):
     slow_rate = hp.lr * h / (1 - momentum)  # decay rate of the slowest (near-one) root
     if h > 0 and hp.lr * h < 0.9 * 2 * (1 + momentum) and slow_rate * 1e7 > 200:
         # a confined mode saturates at 2 Var x (the rest decays like exp(-slow_rate t))
-        var_x = discrete.stationary_moments(np.array([h]), np.array([1.0]), hp).position_variance[0]
+        var_x = discrete.discrete_stationary_moments(np.array([h]), np.array([1.0]), hp).position_variance[0]
         assert got[1] == pytest.approx(2 * var_x, rel=1e-7)
     if h == 0:
         # a free mode: v is AR(1), so E Delta_t^2 = eta^2 Var v [t (1+b)/(1-b) - 2 b (1 - b^t)/(1-b)^2]
@@ -130,7 +130,7 @@ def test_mean_trajectory_matches_matrix_powers():
                     37.9])
     x0, v0 = np.linspace(-1, 1, rho.size), np.linspace(0.5, -0.3, rho.size)
     steps = np.array([0, 1, 2, 7, 100, 1000])
-    x, v = discrete.mean_trajectory(rho, hp, steps, x0, v0)
+    x, v = discrete.discrete_mean_trajectory(rho, hp, steps, x0, v0)
     m = discrete.transition_matrix(rho, hp)
     for j, k in enumerate(steps):
         z = np.einsum("mij,mj->mi", np.linalg.matrix_power(m, int(k)), np.stack([x0, v0], axis=1))
@@ -142,7 +142,7 @@ def test_covariance_over_time_matches_recursion():
     hp = Hyperparams(lr=0.2, momentum=0.7, batch_size=2)
     rho, s = np.array([0.0, 0.3, 4.0, 8.0]), np.array([1.0, 0.5, 2.0, 0.1])
     steps = np.array([0, 1, 5, 37])
-    got = discrete.covariance_over_time(rho, s, hp, steps)
+    got = discrete.discrete_covariance_over_time(rho, s, hp, steps)
     m, w = discrete.transition_matrix(rho, hp), discrete.noise_matrix(s, hp)
     p = np.zeros_like(w)
     for k in range(38):
@@ -158,7 +158,7 @@ def test_monte_carlo_of_the_exact_recursion():
     rho = np.array([0.02, 1.0, 10.0, 70.0])  # over-, under-damped and near the edge (eta rho = 3.5 < 3.8)
     s = np.array([1.0, 2.0, 0.5, 1.0])
     replicas, lag = 20000, 30
-    mom = discrete.stationary_moments(rho, s, hp).as_matrices()
+    mom = discrete.discrete_stationary_moments(rho, s, hp).as_matrices()
     chol = np.linalg.cholesky(mom)
     z = np.einsum("mij,rmj->rmi", chol, rng.standard_normal((replicas, rho.size, 2)))
     x, b = z[..., 0].copy(), -z[..., 1].copy()  # PyTorch buffer b = -v

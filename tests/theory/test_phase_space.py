@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sgd_dynamics import Hyperparams
-from sgd_dynamics.theory import OrnsteinUhlenbeck, global_displacement, phase_space, sgd_ornstein_uhlenbeck
+from sgd_dynamics.theory import (
+    OrnsteinUhlenbeck,
+    global_displacement,
+    phase_space,
+    sde_transient,
+    sgd_ornstein_uhlenbeck,
+)
 
 
 def _critical_rho(hp: Hyperparams) -> float:
@@ -33,7 +39,7 @@ def test_errata_002_1_stationary_velocity_variance():
     drifts, diffusions = phase_space.drift_matrix(rho, hp), phase_space.diffusion_matrix(s, hp)
     b = [scipy.linalg.solve_continuous_lyapunov(a, 2 * d / hp.inverse_temperature)
          for a, d in zip(drifts, diffusions, strict=True)]
-    got = phase_space.stationary_moments(rho, s, hp).as_matrices()
+    got = phase_space.sde_stationary_moments(rho, s, hp).as_matrices()
     np.testing.assert_allclose(got, np.array(b), rtol=1e-10, atol=1e-15)
     # E[v v^T] = Sigma / (S (1 - beta^2))
     np.testing.assert_allclose(got[:, 1, 1], s / (8 * (1 - 0.81)), rtol=1e-14)
@@ -46,7 +52,7 @@ def test_mean_trajectory_equals_matrix_exponential(regime):
     rho = {"under": 10 * rc, "critical": rc, "near-critical": rc * (1 + 1e-9), "over": 0.01 * rc,
            "zero": 0.0}[regime]
     steps = np.array([0.0, 1.0, 3.5, 40.0, 400.0])
-    x, v = phase_space.mean_trajectory(np.array([rho]), hp, steps, np.array([0.7]), np.array([-0.2]))
+    x, v = phase_space.sde_mean_trajectory(np.array([rho]), hp, steps, np.array([0.7]), np.array([-0.2]))
     a = phase_space.drift_matrix(np.array([rho]), hp)[0]
     for j, k in enumerate(steps):
         z = scipy.linalg.expm(-a * hp.lr * k) @ np.array([0.7, -0.2])
@@ -56,7 +62,7 @@ def test_mean_trajectory_equals_matrix_exponential(regime):
 def test_mean_trajectory_has_no_overflow_at_long_times():
     hp = Hyperparams(lr=0.1, momentum=0.99, batch_size=1)
     rho = np.array([0.0, 1e-12, 1e-6, _critical_rho(hp), 1.0, 30.0])
-    x, v = phase_space.mean_trajectory(rho, hp, np.array([1e6, 1e9, 1e12]), np.ones(6), np.ones(6))
+    x, v = phase_space.sde_mean_trajectory(rho, hp, np.array([1e6, 1e9, 1e12]), np.ones(6), np.ones(6))
     assert np.all(np.isfinite(x)) and np.all(np.isfinite(v))
 
 
@@ -84,7 +90,7 @@ def test_eq19_sampled_sum_equals_direct_sum_of_expm_correlations(rho_scale, lr, 
 def test_covariance_over_time_equals_lyapunov_transient():
     hp = Hyperparams(lr=0.1, momentum=0.9, batch_size=4)
     rho, s = np.array([0.2, 1.0, 20.0]), np.array([1.0, 2.0, 0.5])
-    got = phase_space.covariance_over_time(rho, s, hp, np.array([0.0, 3.0, 50.0]))
+    got = sde_transient.sde_covariance_over_time(rho, s, hp, np.array([0.0, 3.0, 50.0]))
     drifts, diffusions = phase_space.drift_matrix(rho, hp), phase_space.diffusion_matrix(s, hp)
     for i, (a, d) in enumerate(zip(drifts, diffusions, strict=True)):
         b = scipy.linalg.solve_continuous_lyapunov(a, 2 * d / hp.inverse_temperature)
@@ -96,7 +102,7 @@ def test_covariance_over_time_equals_lyapunov_transient():
 def test_covariance_over_time_zero_mode_by_quadrature():
     hp = Hyperparams(lr=0.1, momentum=0.5, batch_size=1)
     t_end = 0.1 * 20
-    got = phase_space.covariance_over_time(np.array([0.0]), np.array([1.0]), hp, np.array([20.0]))[0, 0]
+    got = sde_transient.sde_covariance_over_time(np.array([0.0]), np.array([1.0]), hp, np.array([20.0]))[0, 0]
     a = phase_space.drift_matrix(np.array([0.0]), hp)[0]
     qn = 2 * phase_space.diffusion_matrix(np.array([1.0]), hp)[0] / hp.inverse_temperature
     ref, _ = scipy.integrate.quad_vec(lambda u: scipy.linalg.expm(-a * u) @ qn @ scipy.linalg.expm(-a.T * u),
@@ -122,7 +128,7 @@ def test_covariance_over_time_matches_mpmath_up_to_a_million_steps(regime, sde_m
     for lr, beta in [(0.01, 0.0), (0.1, 0.5), (0.5, 0.9), (0.1, 0.999)]:
         hp = Hyperparams(lr=lr, momentum=beta, batch_size=2)
         h = _regime_curvature(hp, regime)
-        got = phase_space.covariance_over_time(np.array([h]), np.array([0.7]), hp, LONG_STEPS)[:, 0]
+        got = sde_transient.sde_covariance_over_time(np.array([h]), np.array([0.7]), hp, LONG_STEPS)[:, 0]
         for j, k in enumerate(LONG_STEPS):
             ref = sde_mpmath.covariance(lr, beta, 2, h, 0.7, k)
             where = f"lr={lr} beta={beta} h={h} k={k}"
@@ -168,7 +174,7 @@ def test_modified_loss_and_current_match_general_decomposition():
 def test_equipartition_against_lyapunov():
     hp = Hyperparams(lr=0.05, momentum=0.7, batch_size=3)
     rho, s = np.array([0.1, 2.0, 9.0]), np.array([0.4, 1.0, 3.0])
-    mom = phase_space.stationary_moments(rho, s, hp)
+    mom = phase_space.sde_stationary_moments(rho, s, hp)
     potential = np.sum(hp.curvature(rho) / 2 * mom.position_variance)
     kinetic = hp.mass / 2 * np.sum(mom.velocity_variance)
     assert potential == pytest.approx(kinetic, rel=1e-13)
@@ -191,7 +197,7 @@ def test_full_matrix_model_marginals_match_per_mode_with_correlated_noise():
     sigma = g @ g.T
     ou = sgd_ornstein_uhlenbeck(np.diag(rho), sigma, hp)
     cov = ou.stationary_covariance()
-    mom = phase_space.stationary_moments(rho, np.diag(sigma), hp)
+    mom = phase_space.sde_stationary_moments(rho, np.diag(sigma), hp)
     np.testing.assert_allclose(np.diag(cov)[:3], mom.position_variance, rtol=1e-9)
     np.testing.assert_allclose(np.diag(cov)[3:], mom.velocity_variance, rtol=1e-9)
     assert isinstance(ou, OrnsteinUhlenbeck)

@@ -12,7 +12,13 @@ import scipy.linalg
 
 from sgd_dynamics import Hyperparams
 from sgd_dynamics.simulate.phase_space_sde import simulate_phase_space_sde
-from sgd_dynamics.theory import global_displacement, local_exponent, phase_space, stationary_moments
+from sgd_dynamics.theory import (
+    global_displacement,
+    local_exponent,
+    phase_space,
+    sde_transient,
+    stationary_moments,
+)
 
 EPS = np.finfo(float).eps
 STEPS = np.array([1, 2, 3, 10, 64, 65, 1000, 10**4, 10**5, 10**6])
@@ -61,7 +67,7 @@ def test_matches_lyapunov_and_expm_in_float64():
             relaxed = (scipy.linalg.expm(-a * hp.lr * k) @ p)[0, 0]
             ref[j, i] = 2 * (p[0, 0] - relaxed)
             cond[j, i] = 2 * (p[0, 0] + abs(relaxed)) / ref[j, i]  # the reference's own cancellation
-    got = phase_space.global_displacement_per_mode(rho, s, hp, steps)
+    got = sde_transient.sde_displacement_per_mode(rho, s, hp, steps)
     assert np.all(np.abs(got - ref) <= 100 * EPS * cond * ref), np.max(np.abs(got / ref - 1) / cond)
     np.testing.assert_allclose(global_displacement(rho, s, hp, steps, model="sde"), ref.sum(axis=1),
                                rtol=100 * EPS * cond.max())
@@ -77,7 +83,7 @@ def test_monte_carlo_of_the_sde_with_exact_transitions():
     traj = simulate_phase_space_sde(rho, s, hyper=hp, steps=max(lags), replicas=replicas, seed=rng_seed,
                                     start="stationary")
     x0 = traj.position[0]
-    predicted = phase_space.global_displacement_per_mode(rho, s, hp, np.array(lags))
+    predicted = sde_transient.sde_displacement_per_mode(rho, s, hp, np.array(lags))
     eq19 = phase_space.eq19_sampled_sum_per_mode(rho, s, hp, np.array(lags))
     for j, k in enumerate(lags):
         # the free mode's x starts at 0 (no stationary law), but its increments are stationary all the same

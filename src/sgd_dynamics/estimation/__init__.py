@@ -4,25 +4,83 @@ This layer sits above ``theory/`` and below both consumers, so that neither carr
 estimator (ARCHITECTURE.md, "Every study has one shape"). It never imports torch.
 """
 
-from sgd_dynamics.estimation.decay import ExponentialDecayFit, fit_exponential_decay, log_linear_decay_rate
-from sgd_dynamics.estimation.hinge import HingeFit, fit_hinge
-from sgd_dynamics.estimation.power_law import LocalSlope, PowerLawFit, fit_power_law, local_slope
-from sgd_dynamics.estimation.spectrum import OscillationSpectrum, oscillation_spectrum
+# Exponential decays: the timescale of ``y(t) = A exp(-t / tau) + c`` and the log-linear decay rate
+from sgd_dynamics.estimation.decay import (  # isort: skip
+    ExponentialDecayFit,
+    fit_exponential_decay,
+    log_linear_decay_rate,
+)
+# The hinge of 003 eq. 14: a continuous piecewise-linear fit with a profiled breakpoint
+from sgd_dynamics.estimation.hinge import (  # isort: skip
+    HingeFit,
+    fit_hinge,
+)
+# Stochastic Lanczos quadrature: ``tr(Sigma f(H))`` and ``tr f(H) / m`` from matrix-vector products only
+from sgd_dynamics.estimation.lanczos_quadrature import (  # isort: skip
+    QuadratureEstimate,
+    SpectralMeasure,
+    lanczos_tridiagonal,
+    lanczos_quadrature,
+    full_spectrum_displacement,
+    SpectralDensity,
+    spectral_density,
+)
+# Power laws of anomalous diffusion: the exponent ``c`` of ``||Delta_k||^2 = a k^c`` and its running value
+from sgd_dynamics.estimation.power_law import (  # isort: skip
+    LocalSlope,
+    PowerLawFit,
+    fit_power_law,
+    local_slope,
+)
+# Drift/diffusion split of the displacement from ``theta*`` over independent replicas (issue 11 section 2)
+from sgd_dynamics.estimation.replica_decomposition import (  # isort: skip
+    ReplicaDecomposition,
+    replica_decomposition,
+    replica_gram,
+)
+# Input checks and resampling shared by the estimators: paired 1-D data, bootstrap settings and intervals
+from sgd_dynamics.estimation.resampling import (  # isort: skip
+    Summary,
+    paired_1d,
+    check_bootstrap,
+    percentile_interval,
+    block_resample,
+)
+# Oscillation spectra of projected trajectories (002 sec. 8, fig. 6, appendix H; ERRATA 002.2)
+from sgd_dynamics.estimation.spectrum import (  # isort: skip
+    OscillationSpectrum,
+    oscillation_spectrum,
+)
+# Stationarity certificate: has a monitored series stopped trending? (issue 11 section 1)
+from sgd_dynamics.estimation.stationarity import (  # isort: skip
+    Criterion,
+    SettleResult,
+    StationarityCertificate,
+    StationarityMonitor,
+    WindowTrend,
+    settle_until_stationary,
+    split_into_windows,
+    stationarity_certificate,
+    window_trend,
+)
 
 __all__ = [
-    # power laws (anomalous diffusion)
-    "PowerLawFit",
-    "fit_power_law",
-    "LocalSlope",
-    "local_slope",
-    # decays
-    "ExponentialDecayFit",
-    "fit_exponential_decay",
-    "log_linear_decay_rate",
-    # spectra
-    "OscillationSpectrum",
-    "oscillation_spectrum",
-    # hinge (003 eq. 14)
-    "HingeFit",
-    "fit_hinge",
+    # decay
+    "ExponentialDecayFit", "fit_exponential_decay", "log_linear_decay_rate",
+    # hinge
+    "HingeFit", "fit_hinge",
+    # lanczos_quadrature
+    "QuadratureEstimate", "SpectralMeasure", "lanczos_tridiagonal", "lanczos_quadrature",
+    "full_spectrum_displacement", "SpectralDensity", "spectral_density",
+    # power_law
+    "LocalSlope", "PowerLawFit", "fit_power_law", "local_slope",
+    # replica_decomposition
+    "ReplicaDecomposition", "replica_decomposition", "replica_gram",
+    # resampling
+    "Summary", "paired_1d", "check_bootstrap", "percentile_interval", "block_resample",
+    # spectrum
+    "OscillationSpectrum", "oscillation_spectrum",
+    # stationarity
+    "Criterion", "SettleResult", "StationarityCertificate", "StationarityMonitor", "WindowTrend",
+    "settle_until_stationary", "split_into_windows", "stationarity_certificate", "window_trend",
 ]

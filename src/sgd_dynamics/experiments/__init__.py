@@ -12,9 +12,170 @@ write_<study>_report(run_dir)`` (the report in :mod:`sgd_dynamics.report`); each
 Built-in datasets and models live beside them (``datasets``, ``models``).
 """
 
-from sgd_dynamics.experiments.basins import BasinsConfig, run_basins
-from sgd_dynamics.experiments.momentum_study import MomentumConfig, run_momentum
-from sgd_dynamics.experiments.study import StudyConfig, load_config, run_study
+from __future__ import annotations
 
-__all__ = ["BasinsConfig", "MomentumConfig", "StudyConfig", "load_config", "run_basins", "run_momentum",
-           "run_study"]
+import importlib
+from typing import Any
+
+# Each public name and the submodule defining it; imported on first use (PEP 562), since most
+# of these modules pull in torch or matplotlib.
+_EXPORTS: dict[str, str] = {
+    # Predictions vs measurements for the stored sweep of a study (002 sections 7-8, ERRATA 002.2, 002.3, ...
+    "DivergedPoint": "analysis",
+    "PointAnalysis": "analysis",
+    "SweepAnalysis": "analysis",
+    "analyse_default": "analysis",
+    "analyse_sweep": "analysis",
+    "block_length": "analysis",
+    "load_analysis": "analysis",
+    "save_analysis": "analysis",
+    # Annealing schedules and reaching the deeper basin of an asymmetric double well
+    "TiltedDoubleWell": "annealing",
+    "tilted_double_well": "annealing",
+    "gibbs_deep_fraction": "annealing",
+    "ScheduleOutcome": "annealing",
+    "AnnealingResult": "annealing",
+    "run_annealing": "annealing",
+    # Basin selection by noise: escape-time statistics and basin occupation, isotropic vs SGD-shaped noise
+    "Landscape": "basin_selection",
+    "sharp_wide_landscape": "basin_selection",
+    "laplace_occupation": "basin_selection",
+    "quadrature_occupation": "basin_selection",
+    "sgd_transverse_temperatures": "basin_selection",
+    "sgd_noise_occupation": "basin_selection",
+    "sgd_noise_factor": "basin_selection",
+    "Occupation": "basin_selection",
+    "simulated_occupation": "basin_selection",
+    "ExitTimeStatistics": "basin_selection",
+    "exit_time_statistics": "basin_selection",
+    # The escape and basin-selection study (chapter 004, issue 7) in one run directory
+    "BasinsConfig": "basins",
+    "BasinsCurves": "basins",
+    "BasinsResults": "basins",
+    "basins_curves": "basins",
+    "basins_rows": "basins",
+    "load_basins": "basins",
+    "run_basins": "basins",
+    # Companion experiments of the study, where the theory is exact or the ground truth is known
+    "architecture_experiment": "companions",
+    "linear_regression_experiment": "companions",
+    "ou_experiment": "companions",
+    "r_squared": "companions",
+    # The configuration reference, ``docs/config.md``: every key of every study, generated from the schema
+    "config_reference": "config_reference",
+    # Built-in datasets of the study, all small and generated offline
+    "DATASETS": "datasets",
+    "Dataset": "datasets",
+    "as_dataset": "datasets",
+    "load_dataset": "datasets",
+    # Resolve a user's model, data or loss given as a Python entry point ``"package.module:function"``
+    "check_signature": "entry_points",
+    "is_entry_point": "entry_points",
+    "resolve_entry_point": "entry_points",
+    # Escape and basin selection study: the numbers behind the escape report page (chapter 004, issue 7)
+    "EscapeStudyConfig": "escape_study",
+    "ArrheniusData": "escape_study",
+    "OccupationData": "escape_study",
+    "EscapeStudy": "escape_study",
+    "arrhenius_slope_stderr": "escape_study",
+    "run_arrhenius": "escape_study",
+    "run_occupation": "escape_study",
+    "run_escape_study": "escape_study",
+    "EscapeTimes": "escape_study",
+    "run_escape_times": "escape_study",
+    # Optimal momentum of a small MLP classifier on MNIST-1D under label noise (003 Sec. 4.2, App. A.3-A.4)
+    "ClassifierConfig": "label_noise_classifier",
+    "LearningRateSweep": "label_noise_classifier",
+    "ClassifierResult": "label_noise_classifier",
+    "run_classifier_study": "label_noise_classifier",
+    "fit_momentum_scaling": "label_noise_classifier",
+    "predicted_best_momentum": "label_noise_classifier",
+    # Matrix sensing with label noise: Hessian trace and test error against steps for a sweep of ``beta``
+    "MatrixSensingConfig": "matrix_sensing",
+    "MatrixSensingResult": "matrix_sensing",
+    "run_matrix_sensing": "matrix_sensing",
+    # Where the continuous model departs from the exact discrete recursion as ``eta * rho`` grows (ERRATA ...
+    "ModelComparison": "model_comparison",
+    "compare_models": "model_comparison",
+    # Built-in models of the study: tiny networks for 1-D inputs (MNIST-1D sequences of length 40)
+    "MODELS": "models",
+    "build_model": "models",
+    "cnn": "models",
+    "linear": "models",
+    "mlp": "models",
+    "resnet": "models",
+    # The momentum-scaling study (003) in one run directory: vector UV model, matrix sensing, a classifier
+    "DRIFT_GAMMAS": "momentum_study",
+    "MomentumConfig": "momentum_study",
+    "MomentumResults": "momentum_study",
+    "load_momentum": "momentum_study",
+    "momentum_config": "momentum_study",
+    "momentum_rows": "momentum_study",
+    "run_momentum": "momentum_study",
+    # Vector-UV study: training timescale against ``eta`` and ``gamma`` (003 Sec. 4.1, App. A.1)
+    "UVStudyConfig": "momentum_uv",
+    "TimescalePoint": "momentum_uv",
+    "UVStudyResult": "momentum_uv",
+    "gamma_key": "momentum_uv",
+    "uv_dataset": "momentum_uv",
+    "uv_valley_start": "momentum_uv",
+    "run_uv_study": "momentum_uv",
+    "run_activation_sweep": "momentum_uv",
+    # The resolved data, model factory and loss of a study configuration (built-in names or entry points)
+    "Setup": "setup",
+    "prepare": "setup",
+    # The limiting-dynamics study of one network (issue 5; 002 sections 2, 7, 8, Figs. 1-8)
+    "DivergenceError": "study",
+    "landscape_slices": "study",
+    "measure_theta_star": "study",
+    "pretrain": "study",
+    "run_study": "study",
+    "run_sweep": "study",
+    "sweep_points": "study",
+    # The configuration of the limiting-dynamics study (issue 5): every key, its type, default and valid range
+    "COMPANIONS": "study_config",
+    "StudyConfig": "study_config",
+    "load_config": "study_config",
+    "read_toml": "study_config",
+    # The verdicts of the limiting-dynamics study: its :class:`~sgd_dynamics.verdicts.Row` list and ...
+    "displacement_record": "study_summary",
+    "lr_sweep": "study_summary",
+    "one_at_a_time": "study_summary",
+    "stationarity": "study_summary",
+    "study_rows": "study_summary",
+    # One sweep point of the study: resume training from ``theta*`` with given hyperparameters and track it
+    "Divergence": "sweep",
+    "StudyContext": "sweep",
+    "SweepPoint": "sweep",
+    "load_divergence": "sweep",
+    "load_point": "sweep",
+    "point_status": "sweep",
+    "run_point": "sweep",
+    # Time-scales of the Langevin diffusion on potentials with several wells: measured against predicted
+    "AutocorrelationPoint": "timescales",
+    "AutocorrelationStudy": "timescales",
+    "autocorrelation_study": "timescales",
+    "RateMatrixStudy": "timescales",
+    "rate_matrix_study": "timescales",
+    # Minibatch SGD loops on in-memory tensors, with both samplers of ``Hyperparams.sampler``
+    "LOSSES": "training",
+    "full_batches": "training",
+    "make_optimizer": "training",
+    "minibatch_indices": "training",
+    "resolve_loss": "training",
+    "train": "training",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"sgd_dynamics.experiments.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

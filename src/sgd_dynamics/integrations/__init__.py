@@ -12,7 +12,21 @@ All of them drive :class:`~sgd_dynamics.measure.tracker.TrajectoryTracker` (002 
 give its ``history`` keys.
 """
 
-from sgd_dynamics.integrations.tensorboard_scalars import TrajectoryScalars
-from sgd_dynamics.integrations.training_loop import StepTracking, track
+# The tracker's recorded rows as TensorBoard scalars
+from sgd_dynamics.integrations.tensorboard_scalars import (  # isort: skip
+    summary_writer,
+    TrajectoryScalars,
+)
+# Trajectory tracking in a plain training loop with one added line: ``track(model, optimizer)``
+from sgd_dynamics.integrations.training_loop import (  # isort: skip
+    tracker_with_scalars,
+    StepTracking,
+    track,
+)
 
-__all__ = ["StepTracking", "TrajectoryScalars", "track"]
+__all__ = [
+    # tensorboard_scalars
+    "summary_writer", "TrajectoryScalars",
+    # training_loop
+    "tracker_with_scalars", "StepTracking", "track",
+]

@@ -9,7 +9,13 @@ the trainable parameters (all of ``model.parameters()`` when none is frozen), or
 closures ``closure_loss(fn)`` for ``fn(model, batch)`` (see :mod:`~sgd_dynamics.measure.objective`).
 """
 
-from sgd_dynamics.measure.fits import (
+# Sums over data shards held by the ranks of a ``torch.distributed`` process group
+from sgd_dynamics.measure.data_shards import (  # isort: skip
+    check_process_group,
+    all_reduce_sum,
+)
+# Fits of measured curves, re-exported from :mod:`sgd_dynamics.estimation` where they now live
+from sgd_dynamics.measure.fits import (  # isort: skip
     ExponentialDecayFit,
     HingeFit,
     LocalSlope,
@@ -21,79 +27,127 @@ from sgd_dynamics.measure.fits import (
     local_slope,
     oscillation_spectrum,
 )
-from sgd_dynamics.measure.flat_params import ParameterLayout, selected_parameters
-from sgd_dynamics.measure.gradient_noise import (
-    GradientNoise,
-    NoiseCurvatureFit,
-    NoiseEigenpairs,
-    fit_noise_to_curvature,
-    gradient_noise,
-    noise_eigenpairs,
-    per_example_gradients,
+# A model seen as a function of its flat parameter vector, and the data it is evaluated on
+from sgd_dynamics.measure.flat_params import (  # isort: skip
+    ParameterLayout,
+    selected_parameters,
+    detached_parameters,
+    model_output,
+    evaluation_mode,
+    reiterable,
+    to_device,
+    split_batch,
 )
-from sgd_dynamics.measure.hessian import (
-    HessianEigenpairs,
+# Gradient-noise statistics from per-example gradients: ``tr Sigma``, ``q^T Sigma q``, ``Sigma = sigma^2 H``
+from sgd_dynamics.measure.gradient_noise import (  # isort: skip
+    per_example_gradients,
+    GradientNoise,
+    gradient_noise,
+    NoiseCurvatureFit,
+    fit_noise_to_curvature,
+    NoiseEigenpairs,
+    noise_eigenpairs,
+)
+# Hessian of the training loss: Hessian-vector products, extreme eigenpairs and the trace
+from sgd_dynamics.measure.hessian import (  # isort: skip
     HessianOperator,
-    TraceEstimate,
+    HessianEigenpairs,
     hessian_eigenpairs,
-    hessian_trace,
     top_eigenpairs,
+    TraceEstimate,
+    hessian_trace,
     trace_estimate,
 )
-from sgd_dynamics.measure.landscape import LossSurface, loss_surface
-from sgd_dynamics.measure.noise_geometry import (
-    NetworkNoiseGeometry,
-    network_noise_geometry,
-    stationary_variances,
-    truncated_alignment,
+# Exact Hessian-vector products of one batch's loss: forward-over-reverse and reverse-over-reverse
+from sgd_dynamics.measure.hvp import (  # isort: skip
+    forward_over_reverse,
+    reverse_over_reverse,
 )
-from sgd_dynamics.measure.objective import ClosureLoss, closure_loss
-from sgd_dynamics.measure.tracker import LinearSchedule, LogSchedule, TrajectoryTracker
+# Loss-landscape slices: the loss on a 2-D grid of parameters around a reference point
+from sgd_dynamics.measure.landscape import (  # isort: skip
+    LossSurface,
+    loss_surface,
+)
+# Autodiff pieces of the limiting drift along a valley (003 eqs. 6-7) for a user-supplied loss
+from sgd_dynamics.measure.limiting_drift import (  # isort: skip
+    third_derivative_contraction,
+    limiting_drift_autodiff,
+    trace_hessian_gradient,
+    label_noise_drift_autodiff,
+)
+# The gradient noise as training sees it: the covariance of minibatch gradients in train mode (issue 11 §5)
+from sgd_dynamics.measure.minibatch_noise import (  # isort: skip
+    MinibatchNoise,
+    minibatch_noise,
+)
+# Noise geometry of a real network at its current parameters: ``Sigma`` against ``H`` from top eigenpairs
+from sgd_dynamics.measure.noise_geometry import (  # isort: skip
+    NetworkNoiseGeometry,
+    truncated_alignment,
+    stationary_variances,
+    network_noise_geometry,
+)
+# The loss a measurement differentiates: ``loss_fn(outputs, targets)`` or a closure ``fn(model, batch)``
+from sgd_dynamics.measure.objective import (  # isort: skip
+    ClosureLoss,
+    closure_loss,
+)
+# Batched replicas of SGD from ``theta*``, each with its own minibatch stream (issue 11 section 2)
+from sgd_dynamics.measure.replicas import (  # isort: skip
+    ReplicaSGD,
+    ReplicaState,
+    ReplicaTrajectory,
+    init_replicas,
+    replica_seeds,
+    run_replicas,
+)
+# The whole Hessian spectrum of a network, weighted by its gradient noise or not, by Lanczos quadrature
+from sgd_dynamics.measure.spectral_measure import (  # isort: skip
+    NoiseProbes,
+    noise_probes,
+    noise_spectral_measure,
+    hessian_spectral_density,
+)
+# Trajectory tracker: displacements and phase-space projections recorded during SGD training
+from sgd_dynamics.measure.tracker import (  # isort: skip
+    LinearSchedule,
+    LogSchedule,
+    as_schedule,
+    TrajectoryTracker,
+)
 
 __all__ = [
-    # trajectory
-    "TrajectoryTracker",
-    "LinearSchedule",
-    "LogSchedule",
-    # Hessian
-    "HessianOperator",
-    "HessianEigenpairs",
-    "hessian_eigenpairs",
-    "top_eigenpairs",
-    "TraceEstimate",
-    "hessian_trace",
-    "trace_estimate",
-    # gradient noise
-    "GradientNoise",
-    "gradient_noise",
-    "per_example_gradients",
-    "NoiseCurvatureFit",
-    "fit_noise_to_curvature",
-    "NoiseEigenpairs",
-    "noise_eigenpairs",
-    # noise geometry (Sigma against H)
-    "NetworkNoiseGeometry",
-    "network_noise_geometry",
-    "truncated_alignment",
-    "stationary_variances",
-    # fits of measured curves
-    "PowerLawFit",
-    "fit_power_law",
-    "LocalSlope",
-    "local_slope",
-    "ExponentialDecayFit",
-    "fit_exponential_decay",
-    "OscillationSpectrum",
-    "oscillation_spectrum",
-    "HingeFit",
-    "fit_hinge",
-    # loss landscape
-    "LossSurface",
-    "loss_surface",
-    # losses and parameter groups
-    "ClosureLoss",
-    "closure_loss",
-    "selected_parameters",
-    # plumbing
-    "ParameterLayout",
+    # data_shards
+    "check_process_group", "all_reduce_sum",
+    # fits
+    "ExponentialDecayFit", "HingeFit", "LocalSlope", "OscillationSpectrum", "PowerLawFit",
+    "fit_exponential_decay", "fit_hinge", "fit_power_law", "local_slope", "oscillation_spectrum",
+    # flat_params
+    "ParameterLayout", "selected_parameters", "detached_parameters", "model_output", "evaluation_mode",
+    "reiterable", "to_device", "split_batch",
+    # gradient_noise
+    "per_example_gradients", "GradientNoise", "gradient_noise", "NoiseCurvatureFit",
+    "fit_noise_to_curvature", "NoiseEigenpairs", "noise_eigenpairs",
+    # hessian
+    "HessianOperator", "HessianEigenpairs", "hessian_eigenpairs", "top_eigenpairs", "TraceEstimate",
+    "hessian_trace", "trace_estimate",
+    # hvp
+    "forward_over_reverse", "reverse_over_reverse",
+    # landscape
+    "LossSurface", "loss_surface",
+    # limiting_drift
+    "third_derivative_contraction", "limiting_drift_autodiff", "trace_hessian_gradient",
+    "label_noise_drift_autodiff",
+    # minibatch_noise
+    "MinibatchNoise", "minibatch_noise",
+    # noise_geometry
+    "NetworkNoiseGeometry", "truncated_alignment", "stationary_variances", "network_noise_geometry",
+    # objective
+    "ClosureLoss", "closure_loss",
+    # replicas
+    "ReplicaSGD", "ReplicaState", "ReplicaTrajectory", "init_replicas", "replica_seeds", "run_replicas",
+    # spectral_measure
+    "NoiseProbes", "noise_probes", "noise_spectral_measure", "hessian_spectral_density",
+    # tracker
+    "LinearSchedule", "LogSchedule", "as_schedule", "TrajectoryTracker",
 ]

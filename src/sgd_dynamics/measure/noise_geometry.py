@@ -25,9 +25,9 @@ per-example gradient covariance (:func:`~sgd_dynamics.measure.gradient_noise.noi
   ``tr Sigma`` in the top ``k``) bounds the noise side of the error.
 * stationary variance along each Hessian eigenvector ``w_j`` of SGD on the quadratic model
   ``L(theta) ≈ theta^T H theta / 2`` (plus weight decay) with minibatch noise ``N(0, Sigma / S)``: continuous
-  (Lyapunov ``H C + C H = (eta / S) Sigma``; :func:`sgd_dynamics.theory.phase_space.stationary_moments`,
+  (Lyapunov ``H C + C H = (eta / S) Sigma``; :func:`sgd_dynamics.theory.phase_space.sde_stationary_moments`,
   ``eta s_j / (2 S h_j (1 - beta))``) and the exact discrete recursion
-  (:func:`sgd_dynamics.theory.discrete.stationary_moments`, ``eta s_j / (S h_j (2 - eta h_j))`` at
+  (:func:`sgd_dynamics.theory.discrete.discrete_stationary_moments`, ``eta s_j / (S h_j (2 - eta h_j))`` at
   ``beta = 0``, ERRATA 004.2), with ``h_j = mu_j + weight_decay``. These per-mode formulas are the
   commuting-``H, Sigma`` results, but the *diagonal* of the stationary covariance in the Hessian eigenbasis
   is exact for any ``Sigma``: the drift is diagonal in that basis, so ``w_j^T C w_j`` solves a scalar (or
@@ -117,9 +117,9 @@ def stationary_variances(hyper: Hyperparams, hessian_eigenvalues: Array, mode_no
     h = hyper.curvature(rho)
     continuous, exact = np.full(h.shape, np.inf), np.full(h.shape, np.inf)
     ok = h > 0
-    continuous[ok] = phase_space.stationary_moments(rho[ok], s[ok], hyper).position_variance
+    continuous[ok] = phase_space.sde_stationary_moments(rho[ok], s[ok], hyper).position_variance
     ok &= h < hyper.stability_limit
-    exact[ok] = discrete.stationary_moments(rho[ok], s[ok], hyper).position_variance
+    exact[ok] = discrete.discrete_stationary_moments(rho[ok], s[ok], hyper).position_variance
     return continuous, exact
 
 

@@ -8,11 +8,32 @@
 - :mod:`sgd_dynamics.store.files` — atomic writes; :mod:`sgd_dynamics.store.environment` — versions.
 """
 
-from sgd_dynamics.store.arrays import load_results, read_arrays, save_results, write_arrays
-from sgd_dynamics.store.environment import collect_environment
-from sgd_dynamics.store.files import write_atomic, write_json
-from sgd_dynamics.store.records import load_record, record_exists, save_record
-from sgd_dynamics.store.run_directory import (
+# Array files of a run directory: named NumPy arrays in one HDF5 file, written atomically
+from sgd_dynamics.store.arrays import (  # isort: skip
+    load_results,
+    read_arrays,
+    save_results,
+    write_arrays,
+)
+# The environment of a run: Python, platform, package versions, threads and git commits; no network
+from sgd_dynamics.store.environment import (  # isort: skip
+    collect_environment,
+)
+# Crash-safe file writes: a file is either absent, its previous complete version, or the new complete one
+from sgd_dynamics.store.files import (  # isort: skip
+    fsync_dir,
+    fsync_path,
+    write_atomic,
+    write_json,
+)
+# Typed results in a run directory: a (nested) dataclass stored as ``name.json`` plus ``name.h5``
+from sgd_dynamics.store.records import (  # isort: skip
+    load_record,
+    record_exists,
+    save_record,
+)
+# The run directory of a study: one format for every study, locked while a process writes, resumable
+from sgd_dynamics.store.run_directory import (  # isort: skip
     LAYOUT_VERSION,
     RunDirectory,
     RunLockedError,
@@ -22,20 +43,14 @@ from sgd_dynamics.store.run_directory import (
 )
 
 __all__ = [
-    "LAYOUT_VERSION",
-    "RunDirectory",
-    "RunLockedError",
+    # arrays
+    "load_results", "read_arrays", "save_results", "write_arrays",
+    # environment
     "collect_environment",
-    "load_record",
-    "load_results",
-    "read_arrays",
-    "read_config",
-    "read_kind",
-    "record_exists",
-    "save_record",
-    "save_results",
-    "write_arrays",
-    "write_atomic",
-    "write_json",
-    "write_summary",
+    # files
+    "fsync_dir", "fsync_path", "write_atomic", "write_json",
+    # records
+    "load_record", "record_exists", "save_record",
+    # run_directory
+    "LAYOUT_VERSION", "RunDirectory", "RunLockedError", "read_config", "read_kind", "write_summary",
 ]

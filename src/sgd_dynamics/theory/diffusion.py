@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sgd_dynamics._validation import require
 from sgd_dynamics.hyper import Hyperparams
-from sgd_dynamics.theory import discrete, phase_space
+from sgd_dynamics.theory import discrete, phase_space, sde_transient
 from sgd_dynamics.theory.moments import StationaryMoments
 
 Model = Literal["discrete", "sde", "continuous", "eq19_sampled_sum"]
@@ -55,10 +55,9 @@ def stationary_speed(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: 
     >>> round(stationary_speed([5.0], [1.0], hp, model="continuous"), 8)  # eta^2 s / (1 - beta^2)
     0.00052632
     """
-    rho, s = _validated(eigenvalues, noise_variances, hyper, model)
-    if model == "discrete":
-        return discrete.stationary_speed(rho, s, hyper)
-    return phase_space.stationary_speed(s, hyper)
+    # eta^2 E||v||^2 in both models: exact discrete Var v, or eq. 18's s / (S (1 - beta^2)) for the SDE
+    moments = stationary_moments(eigenvalues, noise_variances, hyper, model)
+    return float(hyper.lr**2 * np.sum(moments.velocity_variance))
 
 
 def stationary_speed_from_trace(trace_sigma: float, hyper: Hyperparams) -> float:
@@ -85,9 +84,9 @@ def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hype
     """
     rho, s = _validated(eigenvalues, noise_variances, hyper, model, DISPLACEMENT_MODELS)
     t = _validated_steps(steps)
-    per_mode = {"discrete": discrete.global_displacement_per_mode,
+    per_mode = {"discrete": discrete.discrete_displacement_per_mode,
                 "eq19_sampled_sum": phase_space.eq19_sampled_sum_per_mode}.get(
-        model, phase_space.global_displacement_per_mode)
+        model, sde_transient.sde_displacement_per_mode)
     # bound the (steps x modes) temporaries to a few MB whatever the spectrum size: chunks of modes, so
     # each mode's parameters are set up once for all times
     chunk = max(1, _CHUNK_ELEMENTS // t.size)
@@ -167,7 +166,9 @@ def stationary_moments(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper
                        model: Model = "discrete") -> StationaryMoments:
     """Per-mode stationary ``Var x``, ``Cov(x, v)``, ``Var v`` of either model."""
     rho, s = _validated(eigenvalues, noise_variances, hyper, model)
-    return (discrete if model == "discrete" else phase_space).stationary_moments(rho, s, hyper)
+    if model == "discrete":
+        return discrete.discrete_stationary_moments(rho, s, hyper)
+    return phase_space.sde_stationary_moments(rho, s, hyper)
 
 
 def mean_trajectory(eigenvalues: ArrayLike, hyper: Hyperparams, steps: ArrayLike, position0: ArrayLike,
@@ -181,7 +182,9 @@ def mean_trajectory(eigenvalues: ArrayLike, hyper: Hyperparams, steps: ArrayLike
         raise ValueError("steps must be a 1-D array of step counts >= 0 (integers for model='discrete')")
     x0 = np.broadcast_to(np.asarray(position0, dtype=np.float64), rho.shape)
     v0 = np.broadcast_to(np.asarray(velocity0, dtype=np.float64), rho.shape)
-    return (discrete if model == "discrete" else phase_space).mean_trajectory(rho, hyper, t, x0, v0)
+    if model == "discrete":
+        return discrete.discrete_mean_trajectory(rho, hyper, t, x0, v0)
+    return phase_space.sde_mean_trajectory(rho, hyper, t, x0, v0)
 
 
 def modified_loss_curvature(eigenvalues: ArrayLike, noise_variances: ArrayLike, hyper: Hyperparams

@@ -75,7 +75,7 @@ def noise_matrix(noise_variances: NDArray[np.float64], hyper: Hyperparams) -> ND
     return w
 
 
-def stationary_moments(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+def discrete_stationary_moments(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                        hyper: Hyperparams) -> StationaryMoments:
     """Exact stationary second moments per mode (``Var x = inf`` for ``h = 0``)."""
     h = hyper.curvature(eigenvalues)
@@ -86,14 +86,7 @@ def stationary_moments(eigenvalues: NDArray[np.float64], noise_variances: NDArra
     return StationaryMoments(position_variance=var_x, cross_covariance=eta * q, velocity_variance=2 * q)
 
 
-def stationary_speed(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
-                     hyper: Hyperparams) -> float:
-    """Exact ``E||theta_{k+1} - theta_k||^2 = eta^2 sum_i Var v_i`` at stationarity."""
-    h = hyper.curvature(eigenvalues)
-    return float(hyper.lr**2 * np.sum(2 * _q(h, noise_variances, hyper)))
-
-
-def global_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+def discrete_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                                  hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
     """Exact ``E(x_{k+t} - x_k)^2`` per mode from a stationary ``z_k``; shape ``(len(steps), modes)``.
 
@@ -114,8 +107,8 @@ def global_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_varianc
         slope = np.where(h > 0, 0.0, c0 * (1 + beta) / (1 - beta))
         intercept = np.where(h > 0, 2 * (1 + beta) * q / np.where(h > 0, eh, 1.0),
                              -2 * beta * c0 / (1 - beta) ** 2)
-    return hyper.lr**2 * displacement_lag_sum(root_pair(eigenvalues, hyper), c0, c1, steps, c1_minus_r2_c0,
-                                              (slope, intercept))
+    roots = discrete_root_pair(eigenvalues, hyper)
+    return hyper.lr**2 * displacement_lag_sum(roots, c0, c1, steps, c1_minus_r2_c0, (slope, intercept))
 
 
 def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
@@ -159,7 +152,7 @@ def displacement_parts_from_start_per_mode(eigenvalues: NDArray[np.float64],
     steps = np.asarray(steps, dtype=np.int64)
     vx0, vv0, cov_xv0 = (np.broadcast_to(np.asarray(a, dtype=np.float64), h.shape)
                          for a in (x0_var, b0_var, -np.asarray(x0_b0_cov, dtype=np.float64)))
-    roots = root_pair(eigenvalues, hyper)
+    roots = discrete_root_pair(eigenvalues, hyper)
     limit = _start_direct_limit(roots)
     drift = np.empty((steps.size, h.size))
     diffusion = np.empty((steps.size, h.size))
@@ -184,7 +177,7 @@ def displacement_parts_from_start_per_mode(eigenvalues: NDArray[np.float64],
             k = steps[rows]
             sub = _subset_roots(roots, far_cols)
             rho = np.asarray(eigenvalues, dtype=np.float64)[far_cols]
-            stat = stationary_moments(rho, s[far_cols], hyper)
+            stat = discrete_stationary_moments(rho, s[far_cols], hyper)
             t = k.astype(np.float64)[:, None]
             u_k = divided_power(sub, t)
             relaxed = _relaxed_fraction(sub, t)
@@ -212,7 +205,7 @@ def _far_diffusion(rho: NDArray[np.float64], s: NDArray[np.float64], hyper: Hype
     relaxed_enough = np.isfinite(stat.position_variance) & (kept <= 0.5 * stat.position_variance)
     if np.all(relaxed_enough):
         return stat.position_variance - kept
-    through_lag_sum = global_displacement_per_mode(rho, s, hyper, k) - _start_terms(
+    through_lag_sum = discrete_displacement_per_mode(rho, s, hyper, k) - _start_terms(
         relaxed, u_k, eta, beta, stat.position_variance, stat.cross_covariance, stat.velocity_variance)
     return np.where(relaxed_enough, stat.position_variance - kept, through_lag_sum)
 
@@ -277,14 +270,14 @@ def _subset_roots(roots: RootPair, cols: NDArray[np.int64]) -> RootPair:
                     overdamped=roots.overdamped[cols], e1=roots.e1[cols], e2=roots.e2[cols])
 
 
-def mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps: NDArray[np.int64],
+def discrete_mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps: NDArray[np.int64],
                     position0: NDArray[np.float64], velocity0: NDArray[np.float64]
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Exact ``E[x_k], E[v_k]`` from ``(x_0, v_0)``: ``z_k = M^k z_0 = u_k M z_0 - beta u_{k-1} z_0``."""
     h = hyper.curvature(eigenvalues)
     eta, beta = hyper.lr, hyper.momentum
     k = np.asarray(steps, dtype=np.float64)[:, None]
-    roots = root_pair(eigenvalues, hyper)
+    roots = discrete_root_pair(eigenvalues, hyper)
     u_k = divided_power(roots, k)
     u_km1 = divided_power(roots, np.maximum(k - 1, 0))
     x0, v0 = np.broadcast_arrays(np.asarray(position0, float), np.asarray(velocity0, float))
@@ -296,7 +289,7 @@ def mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps:
     return np.where(at_zero, x0, x), np.where(at_zero, v0, v)
 
 
-def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+def discrete_covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                          hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
     """Exact ``Cov(z_k)`` from a deterministic start, shape ``(len(steps), modes, 2, 2)``.
 
@@ -325,7 +318,7 @@ def _doubling_sum(m: NDArray[np.float64], w: NDArray[np.float64], k: int) -> NDA
     return acc
 
 
-def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
+def discrete_root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
     """Stable roots of ``r^2 - (1 + beta - eta h) r + beta`` (see :class:`lag_sums.RootPair`)."""
     h = hyper.curvature(eigenvalues)
     eta, beta = hyper.lr, hyper.momentum

@@ -73,7 +73,7 @@ def displacement_decomposition(eigenvalues: ArrayLike, noise_variances: ArrayLik
         raise type(exc)(f"under start_hyper: {exc}") from None
     _check_start_law(rho, hyper, start)
     k = _validated_steps(steps, minimum=0)
-    moments = discrete.stationary_moments(rho, s, start)
+    moments = discrete.discrete_stationary_moments(rho, s, start)
     vx = moments.position_variance
     vb = np.zeros_like(vx) if fresh_buffer else moments.velocity_variance
     x_b = np.zeros_like(vx) if fresh_buffer else -moments.cross_covariance  # b = -v

@@ -23,7 +23,7 @@ with ``gamma = (1 - beta) / (eta (1 + beta))`` and ``omega^2 = 2 h / (eta (1 + b
   samples the SDE's velocity correlation at integer lags; that sum does not cancel the linear term and grows
   forever (ERRATA 002.6). It is kept, summed in closed form, as :func:`eq19_sampled_sum_per_mode`.
 * Covariance from a fixed start, ``int_0^t exp(-A s) (2 D / kappa) exp(-A^T s) ds``, by doubling
-  (:func:`sde_transient.covariance_over_time`; Van Loan's block exponential lost all digits by ~30 steps).
+  (:func:`sde_transient.sde_covariance_over_time`; Van Loan's block exponential lost all digits by ~30 steps).
 * Equipartition (002 G.3): ``E[h x^2 / 2] = E[m v^2 / 2] = eta s / (4 S (1 - beta))`` per mode.
 """
 
@@ -33,7 +33,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sgd_dynamics.hyper import Hyperparams
-from sgd_dynamics.theory import sde_transient
 from sgd_dynamics.theory.lag_sums import RootPair, _log_sinhc, complex_expm1, displacement_lag_sum
 from sgd_dynamics.theory.moments import StationaryMoments
 from sgd_dynamics.theory.ou import OrnsteinUhlenbeck
@@ -87,7 +86,7 @@ def sgd_ornstein_uhlenbeck(hessian: NDArray[np.float64], noise_covariance: NDArr
                              mean=mean)
 
 
-def stationary_moments(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+def sde_stationary_moments(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                        hyper: Hyperparams) -> StationaryMoments:
     """Stationary ``kappa^-1 B`` per mode (eq. 11); ``Var x = inf`` for ``h = 0``."""
     var_v = np.asarray(noise_variances, dtype=np.float64) / hyper.inverse_temperature
@@ -96,11 +95,6 @@ def stationary_moments(eigenvalues: NDArray[np.float64], noise_variances: NDArra
         var_x = np.where(w2 > 0, var_v / np.where(w2 > 0, w2, 1.0), np.inf)
     return StationaryMoments(position_variance=var_x, cross_covariance=np.zeros_like(var_v),
                              velocity_variance=var_v)
-
-
-def stationary_speed(noise_variances: NDArray[np.float64], hyper: Hyperparams) -> float:
-    """Eq. 18 (ERRATA 002.3): ``eta^2 tr(Sigma) / (S (1 - beta^2))``; independent of the spectrum."""
-    return float(hyper.lr**2 * np.sum(noise_variances) / hyper.inverse_temperature)
 
 
 def velocity_autocorrelation(eigenvalues: NDArray[np.float64], hyper: Hyperparams,
@@ -116,22 +110,13 @@ def velocity_autocorrelation(eigenvalues: NDArray[np.float64], hyper: Hyperparam
     return e1 - g * e2
 
 
-def global_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
-                                 hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
-    """The SDE's exact stationary ``E(x(t + eta k) - x(t))^2 = 2 (P_xx - [exp(-A eta k) P]_xx)`` per mode.
-
-    ERRATA 002.6; shape ``(len(steps), modes)``; see :func:`sde_transient.sde_displacement_per_mode`.
-    """
-    return sde_transient.sde_displacement_per_mode(eigenvalues, noise_variances, hyper, steps)
-
-
 def eq19_sampled_sum_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                                  hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
     """002 eq. 19 as a sampled lag sum: ``eta^2 sum_{i,j=1}^t E[v(eta i) v(eta j)]`` per mode.
 
     Shape ``(len(steps), modes)``. The SDE's velocity correlation sampled at integer lags does not sum to
     zero, so this grows linearly forever even for a confined mode (ERRATA 002.6); it is kept, labelled, for
-    comparison with the paper. The SDE's own displacement is :func:`global_displacement_per_mode`.
+    comparison with the paper. The SDE's own displacement is :func:`sde_transient.sde_displacement_per_mode`.
     """
     g, w2 = step_rates(eigenvalues, hyper)
     c0 = np.asarray(noise_variances, dtype=np.float64) / hyper.inverse_temperature
@@ -139,10 +124,11 @@ def eq19_sampled_sum_per_mode(eigenvalues: NDArray[np.float64], noise_variances:
     # c1 - r2 c0 = -c0 e^{-g} sinhc(a) (g - a) for real roots, with g - a = w2 / (g + a)
     a = np.sqrt(np.maximum((g - np.sqrt(w2)) * (g + np.sqrt(w2)), 0.0))
     c1_minus_r2_c0 = -c0 * np.exp(-g + _log_sinhc(a)) * w2 / (g + a)
-    return hyper.lr**2 * displacement_lag_sum(root_pair(eigenvalues, hyper), c0, c1, steps, c1_minus_r2_c0)
+    roots = sde_root_pair(eigenvalues, hyper)
+    return hyper.lr**2 * displacement_lag_sum(roots, c0, c1, steps, c1_minus_r2_c0)
 
 
-def mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps: NDArray[np.float64],
+def sde_mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps: NDArray[np.float64],
                     position0: NDArray[np.float64], velocity0: NDArray[np.float64]
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Eq. 9: ``E[x], E[v]`` at ``t = eta * k`` for each ``k`` in ``steps`` (rows) and mode (columns).
@@ -157,16 +143,6 @@ def mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps:
     x = e1 * x0 + e2 * (g * x0 + eta * v0)
     v = e1 * v0 - e2 * (w2 * x0 / eta + g * v0)
     return x, v
-
-
-def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
-                         hyper: Hyperparams, steps: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``Cov(x, v)`` at ``t = eta k`` from a deterministic start; shape ``(len(steps), modes, 2, 2)``.
-
-    ``int_0^t exp(-A s) (2 D / kappa) exp(-A^T s) ds``, stable at every ``t`` and exact for ``h = 0``
-    (see :func:`sde_transient.covariance_over_time`).
-    """
-    return sde_transient.covariance_over_time(eigenvalues, noise_variances, hyper, steps)
 
 
 def modified_loss_curvature(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
@@ -199,7 +175,7 @@ def probability_current(position: NDArray[np.float64], velocity: NDArray[np.floa
 
     ``p_ss`` is the normalised Gaussian marginal of each mode; arrays broadcast, last axis = modes.
     """
-    mom = stationary_moments(eigenvalues, noise_variances, hyper)
+    mom = sde_stationary_moments(eigenvalues, noise_variances, hyper)
     x, v = np.asarray(position, float), np.asarray(velocity, float)
     p = np.exp(-x**2 / (2 * mom.position_variance) - v**2 / (2 * mom.velocity_variance)) / (
         2 * np.pi * np.sqrt(mom.position_variance * mom.velocity_variance))
@@ -217,7 +193,7 @@ def expected_kinetic_energy(noise_variances: NDArray[np.float64], hyper: Hyperpa
     return float(hyper.mass / 2 * np.sum(noise_variances) / hyper.inverse_temperature)
 
 
-def root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
+def sde_root_pair(eigenvalues: NDArray[np.float64], hyper: Hyperparams) -> RootPair:
     """Roots ``exp(eta lambda_pm)`` of the one-step propagator ``exp(-A eta)``.
 
     See :class:`lag_sums.RootPair`.

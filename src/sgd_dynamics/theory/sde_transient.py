@@ -204,7 +204,7 @@ def propagator(eigenvalues: NDArray[np.float64], hyper: Hyperparams,
     return out
 
 
-def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
+def sde_covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
                          hyper: Hyperparams, steps: NDArray[np.float64]) -> NDArray[np.float64]:
     """``Cov(x, v)`` at ``t = eta k`` from a deterministic start; shape ``(len(steps), modes, 2, 2)``.
 
@@ -224,7 +224,7 @@ def covariance_over_time(eigenvalues: NDArray[np.float64], noise_variances: NDAr
 
 def _covariance_by_halving(rho: NDArray[np.float64], hyper: Hyperparams, q: NDArray[np.float64],
                            k: NDArray[np.float64]) -> NDArray[np.float64]:
-    """One block of step counts of :func:`covariance_over_time`."""
+    """One block of step counts of :func:`sde_covariance_over_time`."""
     g, w2 = step_rates(rho, hyper)
     rate = float(np.max(g + np.sqrt(w2), initial=1.0))  # bounds the growth rate of every mode, per step
     with np.errstate(divide="ignore"):
