@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sgd_dynamics.config_schema import from_mapping
-from sgd_dynamics.experiments.config_reference import config_reference
+from sgd_dynamics.experiments.config_reference import config_markdown
 from sgd_dynamics.experiments.entry_points import resolve_entry_point
 from sgd_dynamics.experiments.setup import prepare
 from sgd_dynamics.experiments.study_config import StudyConfig, load_config
@@ -46,7 +46,7 @@ def test_unknown_key_lists_close_matches_and_lists_become_tuples(tmp_path):
 
 
 def test_docs_config_md_is_generated_from_the_schema_and_up_to_date():
-    text = config_reference()
+    text = config_markdown()
     assert DOCS.read_text() == text, "python -m sgd_dynamics.experiments.config_reference > docs/config.md"
     for key in ("pretrain_lr", "model_options", "burn_in", "activations", "quick_timescales"):
         assert f"`{key}`" in text

@@ -62,7 +62,7 @@ _EXPORTS: dict[str, str] = {
     "ou_experiment": "companions",
     "r_squared": "companions",
     # The configuration reference, ``docs/config.md``: every key of every study, generated from the schema
-    "config_reference": "config_reference",
+    "config_markdown": "config_reference",
     # Built-in datasets of the study, all small and generated offline
     "DATASETS": "datasets",
     "Dataset": "datasets",

@@ -12,7 +12,7 @@ from sgd_dynamics.experiments.basins import BasinsConfig
 from sgd_dynamics.experiments.momentum_study import MomentumConfig
 from sgd_dynamics.experiments.study_config import StudyConfig
 
-__all__ = ["config_reference"]
+__all__ = ["config_markdown"]
 
 _INTRO = """# Configuration reference
 
@@ -40,7 +40,7 @@ holding another configuration is refused unless `--force`, which keeps the old o
 """
 
 
-def config_reference() -> str:
+def config_markdown() -> str:
     """The Markdown text of ``docs/config.md``."""
     parts = [
         _INTRO,
@@ -57,4 +57,4 @@ def config_reference() -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(config_reference(), end="")
+    print(config_markdown(), end="")
