@@ -29,7 +29,10 @@ def cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
 def mse_onehot(outputs: Tensor, targets: Tensor) -> Tensor:
     """``mean_n ||f(x_n) - onehot(y_n)||^2 / 2`` (002 Fig. 2's linear regression on one-hot labels)."""
     if targets.dtype in (torch.int64, torch.int32):
-        targets = nn.functional.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)
+        # A comparison, not F.one_hot: one_hot reads the number of classes with .item(), which fails under
+        # torch.func.vmap (per-example gradients, the spectral probes).
+        classes = torch.arange(outputs.shape[-1], device=targets.device)
+        targets = (targets.unsqueeze(-1) == classes).to(outputs.dtype)
     return 0.5 * (outputs - targets).square().sum(-1).mean()
 
 
