@@ -5,8 +5,10 @@ function of :class:`StudyConfig` writing into the run directory (:class:`sgd_dyn
 locked while this process writes, resumable, every file atomic):
 
 1. :func:`pretrain` - train to a stationary state, cached by the hash of the fields that define it. The run
-   first anneals from ``pretrain_lr`` down to the resume lr, then settles for ``settle_steps`` at the
-   resume hyperparameters, so ``theta*`` is a sample of the stationary state the study resumes from.
+   first anneals from ``pretrain_lr`` down to the resume lr, then settles at the resume hyperparameters in
+   windows of ``settle_steps`` until a stationarity certificate holds (issue 11 section 1,
+   :mod:`sgd_dynamics.experiments.settle`), so ``theta*`` is a sample of the stationary state the study
+   resumes from; a run that is never certified goes on with its rows marked ``not_stationary``.
 2. :func:`measure_theta_star` - at ``theta*``: top-k Hessian eigenpairs (negative ones kept), the Hessian
    trace (Hutchinson, with its standard error), ``tr(Sigma)`` and ``s_i = q_i^T Sigma q_i``.
 3. :func:`sweep_points` / :func:`run_sweep` - resumed training around the default: every ``lr x momentum``
@@ -37,6 +39,7 @@ import torch
 
 from sgd_dynamics._validation import require
 from sgd_dynamics.experiments import analysis, companions
+from sgd_dynamics.experiments.settle import monitor_subset, monitored_values, save_settle, settle
 from sgd_dynamics.experiments.setup import Setup, prepare
 from sgd_dynamics.experiments.study_config import StudyConfig, load_config
 from sgd_dynamics.experiments.study_summary import displacement_record, stationarity, study_rows
@@ -95,6 +98,9 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
              ) -> dict[str, torch.Tensor]:
     """``theta*`` (a state_dict), loaded from ``run_dir/pretrain`` when this configuration was trained before.
 
+    Anneals, then settles in windows until certified stationary (:mod:`sgd_dynamics.experiments.settle`);
+    the monitored series and the certificate are stored beside ``theta*``
+    (:func:`sgd_dynamics.experiments.settle.load_settle`).
     Raises :class:`DivergenceError` (a ``ValueError``) naming ``lr`` or ``pretrain_lr`` when it diverges.
     """
     cache = Path(run_dir) / "pretrain" / f"theta_star_{config.pretrain_key()}.pt"
@@ -105,18 +111,30 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
         model.load_state_dict(torch.load(config.checkpoint, weights_only=True))
     n = len(setup.x)
     anneal, lr_at = _pretrain_schedule(config, n)
-    total = anneal + config.settle_steps
     optimizer = make_optimizer(model, config.hyper())
-    bar = _progress(total, "pretraining", progress)
+    bar = _progress(anneal + config.settle_steps * config.settle_windows_max, "pretraining", progress)
+    done = [0]
 
     def on_step(k: int, loss: float) -> None:
         if not math.isfinite(loss):
-            raise _divergence(config, k, anneal, lr_at, loss)
+            k_total = done[0] + k
+            raise _divergence(config, k_total, anneal, lr_at, loss)
         bar.update(1)
+
+    def train_steps(steps: int) -> None:
+        train(model, optimizer, setup.x, setup.y, setup.loss_fn, steps, batches, on_step=on_step,
+              lr_at=lambda k: lr_at(done[0] + k))
+        done[0] += steps
 
     batches = minibatch_indices(n, config.batch_size, "without_replacement", config.seed)
     try:
-        train(model, optimizer, setup.x, setup.y, setup.loss_fn, total, batches, on_step=on_step, lr_at=lr_at)
+        train_steps(anneal)
+        if config.settle_steps:
+            xm, ym = monitor_subset(setup.x, setup.y, config.monitor_examples, config.seed)
+            record = settle(train_steps, lambda: monitored_values(model, setup.loss_fn, xm, ym, config.seed),
+                            window_steps=config.settle_steps, observations=config.settle_observations,
+                            max_windows=config.settle_windows_max)
+            save_settle(run_dir, config.pretrain_key(), record)
     finally:
         bar.close()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -354,7 +372,10 @@ def _stages(config: StudyConfig, setup: Setup, run: RunDirectory, executor: Exec
     log("[analysis]")
     sweep, default = _analyse(config, setup, theta_star, theta, points, dirs, run)
     done = _companions(config, setup, run, log)
-    run.write_summary(study_rows(config, sweep, default, done), stationarity(run.path),
+    certificate = stationarity(run.path, config)
+    if certificate["stationary"] is False:
+        log("theta* was NOT certified stationary: the rows that assume it are marked not_stationary")
+    run.write_summary(study_rows(config, sweep, default, done, certificate["stationary"]), certificate,
                       displacement=displacement_record(config, sweep))
 
 

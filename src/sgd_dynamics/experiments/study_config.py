@@ -52,7 +52,15 @@ class StudyConfig:
     seed: int = setting(0, "seed of initialisation, minibatches and estimators", minimum=0)
     pretrain_epochs: int = setting(40, "epochs annealed (cosine) from pretrain_lr to lr", minimum=0)
     pretrain_lr: float = setting(0.05, "initial learning rate of pretraining", **_POSITIVE)
-    settle_steps: int = setting(2000, "steps at the default hyperparameters after the anneal", minimum=0)
+    settle_steps: int = setting(2000, "steps of one settle window at the default hyperparameters after the "
+                                "anneal (0: no settling, nothing certified)", minimum=0)
+    settle_windows_max: int = setting(6, "at most this many settle windows: settling stops after the first "
+                                      "window whose stationarity certificate (last two windows) holds",
+                                      minimum=2)
+    settle_observations: int = setting(10, "observations of each monitored series per settle window (one "
+                                       "per sub-window; the batch-means test needs >= 3)", minimum=3)
+    monitor_examples: int = setting(1024, "fixed training subset on which the settle loop monitors the "
+                                    "loss, tr(Sigma) and the top Hessian eigenvalue", minimum=1)
     lr: float = setting(0.005, "learning rate of the default point", **_POSITIVE)
     momentum: float = setting(0.9, "momentum of the default point", minimum=0, maximum=1,
                               exclusive_maximum=True)
@@ -84,6 +92,8 @@ class StudyConfig:
         validate(self)
         require(self.burn_in < self.steps - 1, "burn_in", self.burn_in,
                 f"an integer in [0, steps - 1) = [0, {self.steps - 1})")
+        require(self.settle_steps == 0 or self.settle_steps >= self.settle_observations, "settle_steps",
+                self.settle_steps, f"0 or an integer >= settle_observations = {self.settle_observations}")
         self.hyper()
 
     @classmethod
@@ -99,6 +109,7 @@ class StudyConfig:
     def quick(cls) -> StudyConfig:
         """A tiny study for tests and smoke runs (seconds): a small MLP, one lr, no companions."""
         return cls(dataset="teacher", model_options={"hidden": [16]}, pretrain_epochs=2, settle_steps=50,
+                   settle_windows_max=2, settle_observations=4, monitor_examples=256,
                    lrs=(0.005,), momenta=(0.9,), batch_sizes=(128,), samplers=("with_replacement",),
                    steps=60, burn_in=10, noise_snapshots=1, num_eigenpairs=3, trace_matvecs=3,
                    slice_points=5, companions=(), threads=1)
@@ -115,7 +126,8 @@ class StudyConfig:
     def pretrain_key(self) -> str:
         """Hash of the fields that define ``theta*``."""
         fields = ("dataset", "train_size", "model", "model_options", "loss", "checkpoint", "seed",
-                  "pretrain_epochs", "pretrain_lr", "settle_steps", "lr", "momentum", "batch_size",
+                  "pretrain_epochs", "pretrain_lr", "settle_steps", "settle_windows_max",
+                  "settle_observations", "monitor_examples", "lr", "momentum", "batch_size",
                   "weight_decay")
         blob = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -3,7 +3,8 @@
 :func:`study_rows` turns the stored analyses (speed per sweep point, the exponent's trend, phase-space
 frequencies and spreads of the default run, the linear-regression companion) into rows; the HTML report's
 summary table and ``RUN_DIR/summary.json`` show the same rows. :func:`displacement_record` is the
-``"displacement"`` object of summary.json. The stationarity certificate plugs in at :func:`stationarity`.
+``"displacement"`` object of summary.json; :func:`stationarity` is the settle loop's certificate (issue 11
+section 1), and a failed certificate marks the rows that assume stationarity ``not_stationary``.
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ import math
 from typing import Any
 
 from sgd_dynamics.experiments.analysis import SweepAnalysis
+from sgd_dynamics.experiments.settle import load_settle
 from sgd_dynamics.experiments.study_config import StudyConfig
 from sgd_dynamics.verdicts import Row
 
 __all__ = ["displacement_record", "lr_sweep", "one_at_a_time", "stationarity", "study_rows"]
 
 
-def stationarity(run_dir: Any = None) -> dict[str, Any]:
+def stationarity(run_dir: Any, config: StudyConfig) -> dict[str, Any]:
     """The stationarity certificate of summary.json: ``{"stationary", "criteria"}``.
 
-    Hook: the certificate (``{"name", "value", "threshold", "holds"}`` criteria computed from the stored
-    trajectories) is built by ``sgd_dynamics.estimation.stationarity`` in another issue and replaces this
-    body; until then nothing is certified either way and no row is marked ``not_stationary``.
+    The certificate of the settle loop (:mod:`sgd_dynamics.experiments.settle`, criteria
+    ``{"name", "value", "threshold", "holds"}``); ``{"stationary": None, "criteria": []}`` when the run did
+    not settle (``settle_steps = 0``): nothing certified either way, no row marked ``not_stationary``.
     """
-    return {"stationary": None, "criteria": []}
+    record = load_settle(run_dir, config.pretrain_key()) if run_dir is not None else None
+    return record["certificate"] if record is not None else {"stationary": None, "criteria": []}
 
 
 def one_at_a_time(rows: tuple, default: StudyConfig) -> dict[str, list]:
@@ -42,14 +45,14 @@ def lr_sweep(sweep: SweepAnalysis, config: StudyConfig) -> list:
     return one_at_a_time(wr, config)["lr"]
 
 
-def _speed_rows(sweep: SweepAnalysis, config: StudyConfig) -> list[Row]:
+def _speed_rows(sweep: SweepAnalysis, config: StudyConfig, stationary: bool | None) -> list[Row]:
     out = []
     for r in sweep.rows:
         label = (f"speed, lr={r.lr:g}, momentum={r.momentum:g}, S={r.batch_size}, "
                  f"{r.sampler.replace('_', ' ')}")
         out.append(Row(label, r.predicted_speed, r.measured_speed,
                        config.speed_tolerance if r.sampler == "with_replacement" else None,
-                       "eta^2 tr(Sigma)/(S(1-beta^2)), no fitted constant"))
+                       "eta^2 tr(Sigma)/(S(1-beta^2)), no fitted constant", stationary))
     for d in sweep.diverged:
         out.append(Row(f"sweep point lr={d.lr:g}, momentum={d.momentum:g}, S={d.batch_size}, "
                        f"{d.sampler.replace('_', ' ')}: diverged at step {d.step} (loss={d.loss:.3g})",
@@ -80,14 +83,18 @@ def _linear_regression_rows(lin: dict[str, Any]) -> list[Row]:
 
 
 def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any] | None,
-               companions: dict[str, dict[str, Any]]) -> list[Row]:
-    """Every verdict of the study, in the order of the report's summary table."""
-    rows = _speed_rows(sweep, config)
+               companions: dict[str, dict[str, Any]], stationary: bool | None = None) -> list[Row]:
+    """Every verdict of the study, in the order of the report's summary table.
+
+    ``stationary``: the certificate's verdict on ``theta*``; ``False`` marks every row that assumes a
+    stationary start (speed, displacement) ``not_stationary``.
+    """
+    rows = _speed_rows(sweep, config, stationary)
     cs = [r.c for r in lr_sweep(sweep, config)]
     falling = all(a > b for a, b in zip(cs, cs[1:], strict=False))
     # A qualitative check (1 = holds): reported, since a 1-vs-1 row with zero tolerance cannot fail honestly.
     rows.append(Row(f"exponent c falls with lr ({', '.join(f'{c:.2f}' for c in cs)})", float(falling), 1.0,
-                    None, "1 = monotone decrease (qualitative check)"))
+                    None, "1 = monotone decrease (qualitative check)", stationary))
     if default is not None:
         rows += _default_rows(default)
     if "linear_regression" in companions:
