@@ -1,6 +1,7 @@
 """The settle loop: monitored values against dense computations, the window logic against known series."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from torch import nn
 
 from sgd_dynamics.experiments.settle import SERIES, monitor_subset, monitored_values, settle
 from sgd_dynamics.experiments.study import StudyConfig, run_study
+from sgd_dynamics.report.study import write_study_report
 
 
 def _tiny():
@@ -75,7 +77,7 @@ def test_decaying_series_is_not_certified_and_stops_at_the_cap():
     assert {c["name"] for c in record.certificate["criteria"] if not c["holds"]} >= {"loss: trend"}
 
 
-def test_quick_study_stores_the_certificate_and_series(tmp_path):
+def test_quick_study_stores_the_certificate_series_and_replica_split(tmp_path):
     config = StudyConfig.quick()
     run_study(config, tmp_path, progress=False, log=lambda s: None)
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -87,3 +89,23 @@ def test_quick_study_stores_the_certificate_and_series(tmp_path):
     if not cert["stationary"]:
         speed = [r for r in summary["rows"] if r["quantity"].startswith("speed")]
         assert speed and all(r["verdict"] == "not_stationary" for r in speed)
+    d = summary["displacement"]
+    assert set(d) == {"lr", "momentum", "batch_size", "sampler", "replicas", "step", "total", "drift",
+                      "diffusion", "diffusion_stderr", "predicted_total", "predicted_drift",
+                      "predicted_diffusion"}
+    assert d["replicas"] == config.replicas and d["step"][0] == 1 and d["step"][-1] <= config.steps
+    assert all(len(d[key]) == len(d["step"]) for key in ("total", "drift", "diffusion", "diffusion_stderr",
+                                                          "predicted_total", "predicted_drift"))
+    # law of total variance: the unbiased split adds up exactly
+    np.testing.assert_allclose(np.add(d["drift"], d["diffusion"]), d["total"], rtol=1e-9)
+    judged = [r for r in summary["rows"] if r["quantity"].startswith("diffusion part")
+              and "full spectrum" in r["quantity"]]
+    assert [r["tolerance"] for r in judged] == [0.5]           # steps = 60: only k = 10 is inside the run
+    expected = "not_stationary" if not cert["stationary"] else None
+    assert expected is None or judged[0]["verdict"] == expected
+    page = write_study_report(tmp_path).read_text()
+    headings = re.findall(r"<h2[^>]*>([^<]*)</h2>", page)
+    assert headings[:2] == ["Summary: predicted vs measured", "Stationarity of theta*"], headings
+    assert headings.index("Drift and diffusion of the default point (replicas)") < headings.index(
+        "Hessian spectrum and gradient noise at theta*")
+    assert ("NOT certified stationary" in page) == (not cert["stationary"])

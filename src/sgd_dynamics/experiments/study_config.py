@@ -77,6 +77,11 @@ class StudyConfig:
     steps: int = setting(3000, "steps of resumed training per sweep point", minimum=10)
     burn_in: int = setting(500, "steps excluded from the speed average (< steps - 1)", minimum=0)
     noise_snapshots: int = setting(3, "measurements of Sigma per sweep point", minimum=1)
+    replicas: int = setting(4, "replicas R resumed from theta* at the default point (independent minibatch "
+                            "streams) for the drift/diffusion split", minimum=2)
+    spectral_probes: int = setting(10, "probes of the noise-weighted Lanczos measure (full-spectrum theory)",
+                                   minimum=2)
+    lanczos_steps: int = setting(80, "Lanczos steps per probe of the spectral measures", minimum=2)
     num_eigenpairs: int = setting(30, "k: top Hessian eigenpairs at theta*", minimum=1)
     eigen_tol: float = setting(1e-4, "relative tolerance of the eigensolver", **_POSITIVE)
     trace_matvecs: int = setting(30, "Hutchinson probes of the Hessian trace", minimum=1)
@@ -112,6 +117,7 @@ class StudyConfig:
                    settle_windows_max=2, settle_observations=4, monitor_examples=256,
                    lrs=(0.005,), momenta=(0.9,), batch_sizes=(128,), samplers=("with_replacement",),
                    steps=60, burn_in=10, noise_snapshots=1, num_eigenpairs=3, trace_matvecs=3,
+                   replicas=3, spectral_probes=4, lanczos_steps=20,
                    slice_points=5, companions=(), threads=1)
 
     def hyper(self) -> Hyperparams:
