@@ -16,7 +16,10 @@ from sgd_dynamics.report.study import write_study_report
 CONFIG = StudyConfig(
     model_options={"hidden": [128, 128]},
     pretrain_epochs=15,
-    settle_steps=1000,
+    settle_steps=500,
+    settle_windows_max=2,
+    settle_observations=5,
+    monitor_examples=512,
     lrs=(0.0025, 0.005, 0.01),
     momenta=(0.0, 0.5, 0.9),
     batch_sizes=(128,),

@@ -5,10 +5,15 @@ function of :class:`StudyConfig` writing into the run directory (:class:`sgd_dyn
 locked while this process writes, resumable, every file atomic):
 
 1. :func:`pretrain` - train to a stationary state, cached by the hash of the fields that define it. The run
-   first anneals from ``pretrain_lr`` down to the resume lr, then settles for ``settle_steps`` at the
-   resume hyperparameters, so ``theta*`` is a sample of the stationary state the study resumes from.
+   first anneals from ``pretrain_lr`` down to the resume lr, then settles at the resume hyperparameters in
+   windows of ``settle_steps`` until a stationarity certificate holds (issue 11 section 1,
+   :mod:`sgd_dynamics.experiments.settle`), so ``theta*`` is a sample of the stationary state the study
+   resumes from; a run that is never certified goes on with its rows marked ``not_stationary``.
 2. :func:`measure_theta_star` - at ``theta*``: top-k Hessian eigenpairs (negative ones kept), the Hessian
    trace (Hutchinson, with its standard error), ``tr(Sigma)`` and ``s_i = q_i^T Sigma q_i``.
+   :func:`measure_displacement` - ``R`` replicas from ``theta*`` at the default point split the displacement
+   into drift and diffusion (issue 11 section 2), against the full-spectrum (noise-weighted Lanczos) and
+   the top-k + bulk theories (section 3).
 3. :func:`sweep_points` / :func:`run_sweep` - resumed training around the default: every ``lr x momentum``
    pair (the lr and momentum sweeps one at a time are its row and column through the default) and the
    batch sizes at the default lr and momentum, each with both samplers. Every point is a pure function of
@@ -36,7 +41,8 @@ import numpy as np
 import torch
 
 from sgd_dynamics._validation import require
-from sgd_dynamics.experiments import analysis, companions
+from sgd_dynamics.experiments import analysis, companions, displacement_study
+from sgd_dynamics.experiments.settle import monitor_subset, monitored_values, save_settle, settle
 from sgd_dynamics.experiments.setup import Setup, prepare
 from sgd_dynamics.experiments.study_config import StudyConfig, load_config
 from sgd_dynamics.experiments.study_summary import displacement_record, stationarity, study_rows
@@ -50,6 +56,7 @@ __all__ = [
     "StudyConfig",
     "landscape_slices",
     "load_config",
+    "measure_displacement",
     "measure_theta_star",
     "prepare",
     "pretrain",
@@ -95,6 +102,9 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
              ) -> dict[str, torch.Tensor]:
     """``theta*`` (a state_dict), loaded from ``run_dir/pretrain`` when this configuration was trained before.
 
+    Anneals, then settles in windows until certified stationary (:mod:`sgd_dynamics.experiments.settle`);
+    the monitored series and the certificate are stored beside ``theta*``
+    (:func:`sgd_dynamics.experiments.settle.load_settle`).
     Raises :class:`DivergenceError` (a ``ValueError``) naming ``lr`` or ``pretrain_lr`` when it diverges.
     """
     cache = Path(run_dir) / "pretrain" / f"theta_star_{config.pretrain_key()}.pt"
@@ -105,18 +115,30 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
         model.load_state_dict(torch.load(config.checkpoint, weights_only=True))
     n = len(setup.x)
     anneal, lr_at = _pretrain_schedule(config, n)
-    total = anneal + config.settle_steps
     optimizer = make_optimizer(model, config.hyper())
-    bar = _progress(total, "pretraining", progress)
+    bar = _progress(anneal + config.settle_steps * config.settle_windows_max, "pretraining", progress)
+    done = [0]
 
     def on_step(k: int, loss: float) -> None:
         if not math.isfinite(loss):
-            raise _divergence(config, k, anneal, lr_at, loss)
+            k_total = done[0] + k
+            raise _divergence(config, k_total, anneal, lr_at, loss)
         bar.update(1)
+
+    def train_steps(steps: int) -> None:
+        train(model, optimizer, setup.x, setup.y, setup.loss_fn, steps, batches, on_step=on_step,
+              lr_at=lambda k: lr_at(done[0] + k))
+        done[0] += steps
 
     batches = minibatch_indices(n, config.batch_size, "without_replacement", config.seed)
     try:
-        train(model, optimizer, setup.x, setup.y, setup.loss_fn, total, batches, on_step=on_step, lr_at=lr_at)
+        train_steps(anneal)
+        if config.settle_steps:
+            xm, ym = monitor_subset(setup.x, setup.y, config.monitor_examples, config.seed)
+            record = settle(train_steps, lambda: monitored_values(model, setup.loss_fn, xm, ym, config.seed),
+                            window_steps=config.settle_steps, observations=config.settle_observations,
+                            max_windows=config.settle_windows_max)
+            save_settle(run_dir, config.pretrain_key(), record)
     finally:
         bar.close()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -185,6 +207,36 @@ def _accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     if targets.dtype != torch.int64 or outputs.ndim != 2:
         return float("nan")
     return float((outputs.argmax(1) == targets).float().mean())
+
+
+# --- stage 2b: drift and diffusion of the default point -----------------------------------------------
+
+
+def measure_displacement(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Tensor],
+                         theta: dict[str, np.ndarray], run_dir: Path) -> dict[str, np.ndarray]:
+    """Replica drift/diffusion and both predictions at the default point (cached in ``displacement.h5``).
+
+    :mod:`sgd_dynamics.experiments.displacement_study`: ``R = replicas`` from ``theta*`` over ``steps``;
+    the full-spectrum prediction from the noise-weighted Lanczos measure at ``theta*`` (top-k deflated),
+    the top-k + bulk one from the measured eigenpairs; the measure's rule and the ESD for the report.
+    """
+    path = Path(run_dir) / "displacement.h5"
+    if path.exists():
+        return read_arrays(path)
+    hyper = config.hyper()
+    measured = displacement_study.measure_replicas(setup, theta_star, hyper, config.steps, config.replicas,
+                                                   config.seed + 2)
+    m, k = int(theta["num_parameters"]), int(np.size(theta["eigenvalues"]))
+    spectra = displacement_study.spectral_measures(
+        setup, theta_star, theta, probes=config.spectral_probes,
+        lanczos_steps=max(2, min(config.lanczos_steps, m - k - 1)), seed=config.seed)
+    measure = spectra.pop("measure")
+    predicted = displacement_study.predict_parts(measure, theta, hyper, measured["step"])
+    nodes, weights = measure.nodes, measure.weights
+    arrays = {**measured, **predicted, **spectra, "nodes": nodes, "weights": weights,
+              "negative_weight": np.asarray(float(weights[nodes < -hyper.weight_decay].sum()))}
+    write_arrays(path, arrays)
+    return arrays
 
 
 # --- stage 3: the sweep ---------------------------------------------------------------------------------
@@ -346,6 +398,9 @@ def _stages(config: StudyConfig, setup: Setup, run: RunDirectory, executor: Exec
     log("[theta_star]")
     with run.stage("theta_star"):
         theta = measure_theta_star(config, setup, theta_star, run.path)
+    log("[replicas]")
+    with run.stage("replicas"):
+        parts = measure_displacement(config, setup, theta_star, theta, run.path)
     points = sweep_points(config)
     log("[sweep]")
     with run.stage("sweep"):
@@ -354,8 +409,11 @@ def _stages(config: StudyConfig, setup: Setup, run: RunDirectory, executor: Exec
     log("[analysis]")
     sweep, default = _analyse(config, setup, theta_star, theta, points, dirs, run)
     done = _companions(config, setup, run, log)
-    run.write_summary(study_rows(config, sweep, default, done), stationarity(run.path),
-                      displacement=displacement_record(config, sweep))
+    certificate = stationarity(run.path, config)
+    if certificate["stationary"] is False:
+        log("theta* was NOT certified stationary: the rows that assume it are marked not_stationary")
+    run.write_summary(study_rows(config, sweep, default, done, certificate["stationary"], parts), certificate,
+                      displacement=displacement_record(config, parts))
 
 
 def run_study(config: StudyConfig, run_dir: Path | str, executor: Executor | None = None,

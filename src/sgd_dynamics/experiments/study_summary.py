@@ -3,7 +3,8 @@
 :func:`study_rows` turns the stored analyses (speed per sweep point, the exponent's trend, phase-space
 frequencies and spreads of the default run, the linear-regression companion) into rows; the HTML report's
 summary table and ``RUN_DIR/summary.json`` show the same rows. :func:`displacement_record` is the
-``"displacement"`` object of summary.json. The stationarity certificate plugs in at :func:`stationarity`.
+``"displacement"`` object of summary.json; :func:`stationarity` is the settle loop's certificate (issue 11
+section 1), and a failed certificate marks the rows that assume stationarity ``not_stationary``.
 """
 
 from __future__ import annotations
@@ -11,21 +12,26 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from sgd_dynamics.experiments.analysis import SweepAnalysis
+from sgd_dynamics.experiments.settle import load_settle
 from sgd_dynamics.experiments.study_config import StudyConfig
 from sgd_dynamics.verdicts import Row
 
-__all__ = ["displacement_record", "lr_sweep", "one_at_a_time", "stationarity", "study_rows"]
+__all__ = ["displacement_record", "displacement_rows", "lr_sweep", "one_at_a_time", "stationarity",
+           "study_rows"]
 
 
-def stationarity(run_dir: Any = None) -> dict[str, Any]:
+def stationarity(run_dir: Any, config: StudyConfig) -> dict[str, Any]:
     """The stationarity certificate of summary.json: ``{"stationary", "criteria"}``.
 
-    Hook: the certificate (``{"name", "value", "threshold", "holds"}`` criteria computed from the stored
-    trajectories) is built by ``sgd_dynamics.estimation.stationarity`` in another issue and replaces this
-    body; until then nothing is certified either way and no row is marked ``not_stationary``.
+    The certificate of the settle loop (:mod:`sgd_dynamics.experiments.settle`, criteria
+    ``{"name", "value", "threshold", "holds"}``); ``{"stationary": None, "criteria": []}`` when the run did
+    not settle (``settle_steps = 0``): nothing certified either way, no row marked ``not_stationary``.
     """
-    return {"stationary": None, "criteria": []}
+    record = load_settle(run_dir, config.pretrain_key()) if run_dir is not None else None
+    return record["certificate"] if record is not None else {"stationary": None, "criteria": []}
 
 
 def one_at_a_time(rows: tuple, default: StudyConfig) -> dict[str, list]:
@@ -42,14 +48,14 @@ def lr_sweep(sweep: SweepAnalysis, config: StudyConfig) -> list:
     return one_at_a_time(wr, config)["lr"]
 
 
-def _speed_rows(sweep: SweepAnalysis, config: StudyConfig) -> list[Row]:
+def _speed_rows(sweep: SweepAnalysis, config: StudyConfig, stationary: bool | None) -> list[Row]:
     out = []
     for r in sweep.rows:
         label = (f"speed, lr={r.lr:g}, momentum={r.momentum:g}, S={r.batch_size}, "
                  f"{r.sampler.replace('_', ' ')}")
         out.append(Row(label, r.predicted_speed, r.measured_speed,
                        config.speed_tolerance if r.sampler == "with_replacement" else None,
-                       "eta^2 tr(Sigma)/(S(1-beta^2)), no fitted constant"))
+                       "eta^2 tr(Sigma)/(S(1-beta^2)), no fitted constant", stationary))
     for d in sweep.diverged:
         out.append(Row(f"sweep point lr={d.lr:g}, momentum={d.momentum:g}, S={d.batch_size}, "
                        f"{d.sampler.replace('_', ' ')}: diverged at step {d.step} (loss={d.loss:.3g})",
@@ -80,14 +86,22 @@ def _linear_regression_rows(lin: dict[str, Any]) -> list[Row]:
 
 
 def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any] | None,
-               companions: dict[str, dict[str, Any]]) -> list[Row]:
-    """Every verdict of the study, in the order of the report's summary table."""
-    rows = _speed_rows(sweep, config)
+               companions: dict[str, dict[str, Any]], stationary: bool | None = None,
+               parts: dict[str, Any] | None = None) -> list[Row]:
+    """Every verdict of the study, in the order of the report's summary table.
+
+    ``stationary``: the certificate's verdict on ``theta*``; ``False`` marks every row that assumes a
+    stationary start (speed, displacement) ``not_stationary``. ``parts``: the default point's replica
+    drift/diffusion with both predictions (``displacement.h5``), giving :func:`displacement_rows`.
+    """
+    rows = _speed_rows(sweep, config, stationary)
+    if parts is not None:
+        rows += displacement_rows(parts, stationary)
     cs = [r.c for r in lr_sweep(sweep, config)]
     falling = all(a > b for a, b in zip(cs, cs[1:], strict=False))
     # A qualitative check (1 = holds): reported, since a 1-vs-1 row with zero tolerance cannot fail honestly.
     rows.append(Row(f"exponent c falls with lr ({', '.join(f'{c:.2f}' for c in cs)})", float(falling), 1.0,
-                    None, "1 = monotone decrease (qualitative check)"))
+                    None, "1 = monotone decrease (qualitative check)", stationary))
     if default is not None:
         rows += _default_rows(default)
     if "linear_regression" in companions:
@@ -95,19 +109,53 @@ def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any
     return rows
 
 
-def displacement_record(config: StudyConfig, sweep: SweepAnalysis) -> dict[str, Any]:
-    """The ``"displacement"`` object of summary.json: ``||Delta_k||^2`` of the default point vs theory.
+DIFFUSION_TOLERANCE = 0.5   # issue 11's goal for the full-spectrum diffusion part
+DIFFUSION_STEPS = (10, 100, 1000)
 
-    ``replicas``, ``drift``, ``diffusion``, ``diffusion_stderr``, ``predicted_drift`` and
-    ``predicted_diffusion`` are filled by the replica study of a later issue (empty/null here).
+
+def _nearest(steps: Any, k: int) -> int | None:
+    """Index of the recorded step closest to ``k`` (on a log scale), or None beyond the run."""
+    steps = np.asarray(steps)
+    if steps.size == 0 or k > steps[-1]:
+        return None
+    return int(np.argmin(np.abs(np.log(steps) - math.log(k))))
+
+
+def displacement_rows(parts: dict[str, Any], stationary: bool | None) -> list[Row]:
+    """Diffusion part at k = 10, 100, 1000 (full spectrum, judged; top-k + bulk, reported); drift share."""
+    out = []
+    for k in DIFFUSION_STEPS:
+        i = _nearest(parts["step"], k)
+        if i is None:
+            continue
+        step, measured = int(parts["step"][i]), float(parts["diffusion"][i])
+        se = float(parts["diffusion_se"][i])
+        out.append(Row(f"diffusion part at k = {step} (full spectrum)", float(parts["full_diffusion"][i]),
+                       measured, DIFFUSION_TOLERANCE,
+                       f"replicas: +- {se:.2g} (jackknife); noise-weighted Lanczos quadrature", stationary))
+        out.append(Row(f"diffusion part at k = {step} (top-k + bulk)", float(parts["bulk_diffusion"][i]),
+                       measured, None, "top-k modes exact, the rest as one bulk mode", stationary))
+    total, drift = float(parts["total"][-1]), float(parts["drift"][-1])
+    predicted = float(parts["full_drift"][-1] / (parts["full_drift"][-1] + parts["full_diffusion"][-1]))
+    out.append(Row(f"drift share drift/total at k = {int(parts['step'][-1])}", predicted, drift / total, None,
+                   "full spectrum vs replicas", stationary))
+    return out
+
+
+def displacement_record(config: StudyConfig, parts: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``"displacement"`` object of summary.json: the replicas' split of ``||theta_k - theta*||^2``.
+
+    ``step``: the recorded steps; ``total``, ``drift``, ``diffusion`` (with ``diffusion_stderr``, the
+    jackknife standard error per step) from ``replicas`` replicas; ``predicted_*``: the full-spectrum theory.
     """
-    name = next((r.name for r in sweep.rows if r.sampler == "with_replacement" and
-                 (r.lr, r.momentum, r.batch_size) == (config.lr, config.momentum, config.batch_size)), None)
-    curve = sweep.curves.get(name, {}) if name else {}
+    def listed(key: str) -> list[float]:
+        return [float(x) for x in parts[key]] if parts is not None else []
+
     return {"lr": config.lr, "momentum": config.momentum, "batch_size": config.batch_size,
-            "sampler": "with_replacement",
-            "step": [int(s) for s in curve.get("steps", [])],
-            "total": [float(x) for x in curve.get("measured", [])],
-            "predicted_total": [float(x) for x in curve.get("theory", [])],
-            "replicas": [], "drift": [], "diffusion": [], "diffusion_stderr": None,
-            "predicted_drift": [], "predicted_diffusion": []}
+            "sampler": "with_replacement", "replicas": config.replicas,
+            "step": [int(s) for s in parts["step"]] if parts is not None else [],
+            "total": listed("total"), "drift": listed("drift"), "diffusion": listed("diffusion"),
+            "diffusion_stderr": listed("diffusion_se") if parts is not None else None,
+            "predicted_total": [float(a + b) for a, b in zip(listed("full_drift"), listed("full_diffusion"),
+                                                             strict=True)],
+            "predicted_drift": listed("full_drift"), "predicted_diffusion": listed("full_diffusion")}
