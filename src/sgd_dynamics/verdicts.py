@@ -32,6 +32,8 @@ class Row:
     (0.1, 'fails')
     >>> Row("qualitative", 1.0, 1.0, tolerance=0.0).verdict
     'reported'
+    >>> Row("noisy", 1.1, 1.0, tolerance=0.5, measured_stderr=0.3).verdict  # 2 s.e. > the tolerance
+    'reported'
     """
 
     quantity: str
@@ -40,6 +42,9 @@ class Row:
     tolerance: float | None = None
     note: str = ""
     stationary: bool | None = None  # from the stationarity certificate; None: not certified either way
+    # Standard error of ``measured``: a verdict is given only where the tolerance exceeds the estimate's
+    # spread (2 s.e., relative to |measured|); otherwise the row is ``reported`` with its interval.
+    measured_stderr: float | None = None
 
     def __post_init__(self) -> None:
         if self.tolerance is not None and not self.tolerance > 0:
@@ -56,12 +61,18 @@ class Row:
     @property
     def verdict(self) -> str:
         """One of :data:`VERDICTS`."""
-        if self.tolerance is None:
+        if self.tolerance is None or self._inside_the_noise():
             return "reported"
         if self.stationary is False:
             return "not_stationary"
         err = self.relative_error
         return "holds" if math.isfinite(err) and abs(err) <= self.tolerance else "fails"
+
+    def _inside_the_noise(self) -> bool:
+        if self.measured_stderr is None:
+            return False
+        m = abs(float(self.measured))
+        return not (math.isfinite(self.measured_stderr) and 2 * self.measured_stderr < self.tolerance * m)
 
     def to_json(self) -> dict[str, Any]:
         """The six keys of ``summary.json`` (non-finite numbers as ``null``)."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgd_dynamics.experiments.settle import SERIES, monitor_subset, monitored_values, settle
+from sgd_dynamics.experiments.settle import SERIES, monitor_subset, monitored_values, settle_until_certified
 from sgd_dynamics.experiments.study import StudyConfig, run_study
 from sgd_dynamics.report.study import write_study_report
 
@@ -61,8 +61,9 @@ def test_monitor_subset_is_fixed_and_seeded():
 def test_flat_series_certified_after_two_windows_and_steps_add_up():
     rng = np.random.default_rng(0)
     trained = []
-    record = settle(trained.append, lambda: dict.fromkeys(SERIES, 1 + 0.001 * rng.standard_normal()),
-                    window_steps=25, observations=10, max_windows=5)
+    record = settle_until_certified(trained.append,
+                                    lambda: dict.fromkeys(SERIES, 1 + 0.001 * rng.standard_normal()),
+                                    window_steps=25, observations=10, max_windows=5)
     assert record.stationary and record.window.max() == 1
     assert sum(trained) == 2 * 25 and record.step[-1] == 50 and len(record.step) == 20
     assert all(len(v) == 20 for v in record.series.values())
@@ -71,7 +72,7 @@ def test_flat_series_certified_after_two_windows_and_steps_add_up():
 def test_decaying_series_is_not_certified_and_stops_at_the_cap():
     t = iter(range(10**6))
     # exp(-k/30) falls 28% per window of 10 observations: far above the 2% relevance threshold
-    record = settle(lambda n: None, lambda: dict.fromkeys(SERIES, 1 + np.exp(-next(t) / 30)),
+    record = settle_until_certified(lambda n: None, lambda: dict.fromkeys(SERIES, 1 + np.exp(-next(t) / 30)),
                     window_steps=10, observations=10, max_windows=3)
     assert not record.stationary and record.window.max() == 2
     assert {c["name"] for c in record.certificate["criteria"] if not c["holds"]} >= {"loss: trend"}

@@ -1,7 +1,7 @@
 """``sgd-dynamics demo | study CONFIG.toml | report RUN_DIR``: the limiting-dynamics study (issue 5).
 
-``demo`` runs the built-in study (MNIST-1D, MLP 2x256, cross-entropy; <= 5 minutes on 2 cores, ``--full``
-for the larger sweeps); ``study`` runs a user's TOML configuration (built-in names or entry points
+``demo`` runs the built-in study (scikit-learn digits, MLP 2x128, cross-entropy; <= 5 minutes on 2 cores,
+``--full`` for the larger sweeps); ``study`` runs a user's TOML configuration (built-in names or entry points
 ``module:function`` for the model, data and loss, imported from the current directory first; every key is
 listed in docs/config.md); ``report`` redraws the HTML page of any study's run directory (limiting dynamics,
 momentum, basins) from its stored data without recomputing. Re-running a command on the same ``--out``

@@ -127,6 +127,7 @@ _EXPORTS: dict[str, str] = {
     # The limiting-dynamics study of one network (issue 5; 002 sections 2, 7, 8, Figs. 1-8)
     "DivergenceError": "study",
     "landscape_slices": "study",
+    "measure_displacement": "study",
     "measure_theta_star": "study",
     "pretrain": "study",
     "run_study": "study",
@@ -139,6 +140,7 @@ _EXPORTS: dict[str, str] = {
     "read_toml": "study_config",
     # The verdicts of the limiting-dynamics study: its :class:`~sgd_dynamics.verdicts.Row` list and ...
     "displacement_record": "study_summary",
+    "displacement_rows": "study_summary",
     "lr_sweep": "study_summary",
     "one_at_a_time": "study_summary",
     "stationarity": "study_summary",
@@ -164,6 +166,20 @@ _EXPORTS: dict[str, str] = {
     "minibatch_indices": "training",
     "resolve_loss": "training",
     "train": "training",
+    # Settling until the stationarity certificate holds (issue 11 section 1)
+    "SERIES": "settle",
+    "SettleRecord": "settle",
+    "load_settle": "settle",
+    "monitor_subset": "settle",
+    "monitored_values": "settle",
+    "save_settle": "settle",
+    "settle_until_certified": "settle",
+    # Replicas, drift/diffusion split and the full-spectrum prediction (issue 11 sections 2-3)
+    "bulk_parts": "displacement_study",
+    "full_spectrum_parts": "displacement_study",
+    "measure_replicas": "displacement_study",
+    "predict_parts": "displacement_study",
+    "spectral_measures": "displacement_study",
 }
 
 __all__ = list(_EXPORTS)

@@ -65,7 +65,9 @@ def linear_regression_experiment(
     evals, evecs = np.linalg.eigh(second)
     rho1, u1 = float(evals[-1]), evecs[:, -1]
     targets = nn.functional.one_hot(y, c).double().numpy()
-    w_star = np.linalg.solve(second, xt.numpy().T @ targets / n)  # (d + 1, c) minimiser
+    # The minimum-norm minimiser: inputs may leave directions untouched (digits has constant pixels), where
+    # the Hessian is singular; no gradient or noise ever acts along them, so any minimiser is as good.
+    w_star = np.linalg.lstsq(second, xt.numpy().T @ targets / n, rcond=None)[0]  # (d + 1, c)
     # q_1 lives in the (degenerate) top eigenspace I_c (x) u_1; pick the class whose offset is largest
     cls = 0
     out: dict = {

@@ -33,7 +33,7 @@ from sgd_dynamics.estimation.stationarity import settle_until_stationary
 from sgd_dynamics.store import read_arrays, write_arrays, write_atomic
 
 __all__ = ["SERIES", "SettleRecord", "load_settle", "monitor_subset", "monitored_values", "save_settle",
-           "settle"]
+           "settle_until_certified"]
 
 SERIES = ("loss", "theta_sq_norm", "trace_sigma", "top_eigenvalue")
 _EIGEN_TOL = 1e-2
@@ -82,8 +82,8 @@ def monitored_values(model: nn.Module, loss_fn: Callable, x: torch.Tensor, y: to
             "top_eigenvalue": float(eig.eigenvalues[0])}
 
 
-def settle(train_steps: Callable[[int], None], observe: Callable[[], dict[str, float]], *, window_steps: int,
-           observations: int, max_windows: int) -> SettleRecord:
+def settle_until_certified(train_steps: Callable[[int], None], observe: Callable[[], dict[str, float]], *,
+                           window_steps: int, observations: int, max_windows: int) -> SettleRecord:
     """Settle in windows of ``window_steps`` steps until certified or ``max_windows`` (module docstring).
 
     ``train_steps(n)`` runs ``n`` more steps (the optimizer keeps its state between calls); ``observe()``

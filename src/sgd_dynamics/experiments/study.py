@@ -42,7 +42,12 @@ import torch
 
 from sgd_dynamics._validation import require
 from sgd_dynamics.experiments import analysis, companions, displacement_study
-from sgd_dynamics.experiments.settle import monitor_subset, monitored_values, save_settle, settle
+from sgd_dynamics.experiments.settle import (
+    monitor_subset,
+    monitored_values,
+    save_settle,
+    settle_until_certified,
+)
 from sgd_dynamics.experiments.setup import Setup, prepare
 from sgd_dynamics.experiments.study_config import StudyConfig, load_config
 from sgd_dynamics.experiments.study_summary import displacement_record, stationarity, study_rows
@@ -135,9 +140,12 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
         train_steps(anneal)
         if config.settle_steps:
             xm, ym = monitor_subset(setup.x, setup.y, config.monitor_examples, config.seed)
-            record = settle(train_steps, lambda: monitored_values(model, setup.loss_fn, xm, ym, config.seed),
-                            window_steps=config.settle_steps, observations=config.settle_observations,
-                            max_windows=config.settle_windows_max)
+            def observe() -> dict[str, float]:
+                return monitored_values(model, setup.loss_fn, xm, ym, config.seed)
+
+            record = settle_until_certified(train_steps, observe, window_steps=config.settle_steps,
+                                            observations=config.settle_observations,
+                                            max_windows=config.settle_windows_max)
             save_settle(run_dir, config.pretrain_key(), record)
     finally:
         bar.close()

@@ -132,7 +132,8 @@ def displacement_rows(parts: dict[str, Any], stationary: bool | None) -> list[Ro
         se = float(parts["diffusion_se"][i])
         out.append(Row(f"diffusion part at k = {step} (full spectrum)", float(parts["full_diffusion"][i]),
                        measured, DIFFUSION_TOLERANCE,
-                       f"replicas: +- {se:.2g} (jackknife); noise-weighted Lanczos quadrature", stationary))
+                       f"replicas: +- {se:.2g} (jackknife); noise-weighted Lanczos quadrature", stationary,
+                       measured_stderr=se))
         out.append(Row(f"diffusion part at k = {step} (top-k + bulk)", float(parts["bulk_diffusion"][i]),
                        measured, None, "top-k modes exact, the rest as one bulk mode", stationary))
     total, drift = float(parts["total"][-1]), float(parts["drift"][-1])
