@@ -7,7 +7,6 @@ described in :func:`write_arrays`. :func:`save_results` / :func:`load_results` s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from sgd_dynamics.store.files import fsync_dir, fsync_path, write_atomic
+from sgd_dynamics.store.files import replaced_atomically, write_atomic
 
 __all__ = ["load_results", "read_arrays", "save_results", "write_arrays"]
 
@@ -86,8 +85,7 @@ def write_arrays(path: str | os.PathLike, arrays: Mapping[str, ArrayLike],
     """
     path = Path(path)
     items = _array_items(path, arrays)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
-    try:
+    with replaced_atomically(path, path.with_name(f"{path.stem}.tmp{path.suffix}")) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
@@ -103,13 +101,6 @@ def write_arrays(path: str | os.PathLike, arrays: Mapping[str, ArrayLike],
                     ds.attrs[_UNICODE_ATTR] = array.dtype.str
                 else:
                     parent.create_dataset(leaf, data=array)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
     return path
 
 

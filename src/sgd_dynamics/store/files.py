@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fsync_dir", "fsync_path", "write_atomic", "write_json"]
+__all__ = ["fsync_dir", "fsync_path", "replaced_atomically", "write_atomic", "write_json"]
 
 
 def fsync_path(path: Path) -> None:
@@ -30,21 +31,26 @@ def fsync_dir(path: Path) -> None:
         fsync_path(path)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+@contextlib.contextmanager
+def replaced_atomically(path: Path, tmp: Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is fsynced and replaces ``path``, on error removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = Path(tmp) if tmp is not None else path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def write_json(path: Path, obj: Any) -> None:
