@@ -23,6 +23,7 @@ from sgd_dynamics.store.environment import (  # isort: skip
 from sgd_dynamics.store.files import (  # isort: skip
     fsync_dir,
     fsync_path,
+    replaced_atomically,
     write_atomic,
     write_json,
 )
@@ -48,7 +49,7 @@ __all__ = [
     # environment
     "collect_environment",
     # files
-    "fsync_dir", "fsync_path", "write_atomic", "write_json",
+    "fsync_dir", "fsync_path", "replaced_atomically", "write_atomic", "write_json",
     # records
     "load_record", "record_exists", "save_record",
     # run_directory
