@@ -141,16 +141,18 @@ class GradientNoise:
         return float(self.mean_gradient @ self.mean_gradient)
 
 
-def _directions_matrix(directions: ArrayLike | Tensor | None, layout: ParameterLayout) -> Tensor:
-    m = layout.dim
+def _directions_matrix(directions: ArrayLike | Tensor | None, layout: ParameterLayout,
+                       dtype: torch.dtype | None = None) -> Tensor:
+    """``directions`` as an ``(m, k)`` matrix of columns (``dtype``: the layout's unless given)."""
+    m, dtype = layout.dim, dtype or layout.dtype
     if directions is None:
-        return torch.zeros(m, 0, dtype=layout.dtype, device=layout.device)
+        return torch.zeros(m, 0, dtype=dtype, device=layout.device)
     d = torch.as_tensor(directions)
     if d.ndim != 2 or d.shape[0] != m:
         hint = " (transpose a (k, m) matrix of rows)" if d.ndim == 2 and d.shape[1] == m else ""
         raise ValueError(f"directions has shape {tuple(d.shape)}: expected ({m}, k), one direction per "
                          f"column in the flat parameter order{hint}")
-    return d.to(dtype=layout.dtype, device=layout.device)
+    return d.to(dtype=dtype, device=layout.device)
 
 
 def gradient_noise(model: nn.Module, loss_fn: Loss, batches: BatchSource,

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from sgd_dynamics._validation import require as _require
 from sgd_dynamics.measure.flat_params import ParameterLayout, detached_parameters
+from sgd_dynamics.measure.gradient_noise import _directions_matrix
 from sgd_dynamics.measure.replicas import LossFn, training_mode
 
 __all__ = ["MinibatchNoise", "minibatch_noise"]
@@ -71,18 +72,6 @@ def _indices(minibatches: Tensor | Sequence[Tensor], num_examples: int) -> Tenso
     _require(bool(((idx >= 0) & (idx < num_examples)).all()), "minibatches", "(indices out of range)",
              f"indices in [0, {num_examples})")
     return idx
-
-
-def _directions(directions: ArrayLike | Tensor | None, layout: ParameterLayout) -> Tensor:
-    m = layout.dim
-    if directions is None:
-        return torch.zeros(m, 0, dtype=torch.float64, device=layout.device)
-    d = torch.as_tensor(directions)
-    if d.ndim != 2 or d.shape[0] != m:
-        hint = " (transpose a (k, m) matrix of rows)" if d.ndim == 2 and d.shape[1] == m else ""
-        raise ValueError(f"directions has shape {tuple(d.shape)}: expected ({m}, k), one direction per "
-                         f"column in the flat parameter order{hint}")
-    return d.to(dtype=torch.float64, device=layout.device)
 
 
 @dataclass
@@ -137,7 +126,7 @@ def minibatch_noise(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
     idx = _indices(minibatches, len(x)).to(x.device)
     num, size = idx.shape
     g = min(groups, num // 2)
-    q = _directions(directions, layout)
+    q = _directions_matrix(directions, layout, torch.float64)
     group_of = torch.as_tensor(np.repeat(np.arange(g), [len(a) for a in np.array_split(np.arange(num), g)]),
                                device=layout.device)
     params = detached_parameters(model)
