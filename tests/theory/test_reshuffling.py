@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import scipy.linalg as sl
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from sgd_dynamics import Hyperparams
@@ -231,6 +231,8 @@ def brute_epoch(h, s, hp, sch):
 @settings(max_examples=40, deadline=None)
 @given(lr=st.floats(1e-3, 0.5), beta=st.sampled_from([0.0, 0.5, 0.9, 0.99]), u=st.floats(1e-3, 0.999),
        n=st.integers(2, 60), frac=st.floats(0.0, 1.0), drop_last=st.booleans())
+@example(lr=0.5, beta=0.99, u=0.99609375, n=7, frac=0.0, drop_last=False)  # non-normal: failed CI once
+@example(lr=0.5, beta=0.99, u=0.999, n=12, frac=0.0, drop_last=False)
 def test_periodic_covariance_solves_the_one_epoch_lyapunov_equation(lr, beta, u, n, frac, drop_last):
     batch = 1 + int(frac * (n - 1))
     hp = rr(lr, beta, batch, n)
@@ -243,9 +245,16 @@ def test_periodic_covariance_solves_the_one_epoch_lyapunov_equation(lr, beta, u,
     want = sl.solve_discrete_lyapunov(g, q)
     mom = periodic_stationary_covariance([h], [0.8], hp, drop_last)
     got = mom.as_matrices()[0]
-    # the Lyapunov solve's own accuracy: eps times its condition 1 / (1 - |r|^2M)
+    # Two independent checks. The residual of the one-epoch equation G X G^T + Q = X (backward error) is
+    # small whatever the conditioning; the forward distance to scipy's solution is bounded by eps times the
+    # condition number of the Kronecker operator I - G (x) G, which for non-normal G (momentum near the
+    # stability edge) far exceeds 1 / (1 - |r|^2): 8e7 against 15 at lr 0.5, beta 0.99, u 0.996.
     scale = np.abs(want).max()
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-11 * scale / (1 - r**2) + 1e-300)
+    residual = np.abs(g @ got @ g.T + q - got).max()
+    size = np.linalg.norm(g, 2) ** 2 * np.abs(got).max() + np.abs(q).max()
+    assert residual <= 1e-13 * size, residual / size
+    cond = np.linalg.cond(np.eye(4) - np.kron(g, g))
+    np.testing.assert_allclose(got, want, rtol=0, atol=64 * np.finfo(float).eps * cond * scale + 1e-300)
 
 
 def test_vectorised_over_many_modes_and_chunked_steps():
