@@ -155,6 +155,8 @@ def test_summary_json_has_the_six_key_rows_and_the_stationarity_block(tmp_path):
     assert first["relative_error"] == pytest.approx((1.1 - 1.0) / 1.0) and first["tolerance"] == 0.05
     assert summary["rows"][2]["tolerance"] is None             # a zero tolerance cannot be judged
     assert summary["rows"][3]["predicted"] is None and summary["rows"][3]["relative_error"] is None
+    # the counts separate tested rows from reported and not_stationary ones, and agree with the rows
+    assert summary["counts"] == {"tested": 2, "holds": 1, "fails": 1, "reported": 2, "not_stationary": 1}
 
 
 # ----------------------------------------------------------------------------------------------- records

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["VERDICTS", "Row"]
+__all__ = ["VERDICTS", "Row", "verdict_counts"]
 
 VERDICTS = ("holds", "fails", "reported", "not_stationary")
 
@@ -89,3 +90,17 @@ class Row:
 def _finite(x: float) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def verdict_counts(rows: Sequence[Row]) -> dict[str, int]:
+    """``{"tested", "holds", "fails", "reported", "not_stationary"}``: how many rows got each verdict.
+
+    ``tested = holds + fails``: only rows with a verdict on the theory count as tested; a ``not_stationary``
+    row was not tested (its measurement is not of the state the prediction assumes), nor a ``reported`` one.
+
+    >>> verdict_counts([Row("a", 1.0, 1.0, 0.1), Row("b", 2.0, 1.0, 0.1), Row("c", 1.0, 1.0)])
+    {'tested': 2, 'holds': 1, 'fails': 1, 'reported': 1, 'not_stationary': 0}
+    """
+    verdicts = [r.verdict for r in rows]
+    counts = {v: verdicts.count(v) for v in VERDICTS}
+    return {"tested": counts["holds"] + counts["fails"], **counts}

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sgd_dynamics.verdicts import Row
+from sgd_dynamics.verdicts import Row, verdict_counts
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -180,16 +180,17 @@ def _summary_html(summary: Sequence[Comparison]) -> str:
             f"<td>{_fmt(float(c.measured))}</td><td>{_e(err_s)}</td><td>{_e(tol)}</td>"
             f"<td>{_e(c.verdict)}</td><td>{_e(c.note)}</td></tr>"
         )
-    n_fail = sum(c.verdict == "fails" for c in summary)
-    n_tested = sum(c.verdict != "reported" for c in summary)
+    n = verdict_counts(summary)
     head = (
         "<tr><th>quantity</th><th>predicted</th><th>measured</th><th>relative error</th>"
         "<th>tolerance</th><th>verdict</th><th>note</th></tr>"
     )
     return (
-        f"<section><h2>Summary: predicted vs measured</h2><p>{n_tested - n_fail} of {n_tested} tested "
-        f"predictions hold within their tolerance; {n_fail} fail. Relative error = (predicted - measured) / "
-        f"|measured|.</p><table class='summary'>{head}{''.join(rows)}</table></section>"
+        f"<section><h2>Summary: predicted vs measured</h2><p>{n['holds']} of {n['tested']} tested "
+        f"predictions hold within their tolerance; {n['fails']} fail. Not tested: {n['reported']} reported "
+        f"(no tolerance, or the measurement's spread exceeds it) and {n['not_stationary']} not_stationary "
+        f"(the run is not in the stationary state the prediction assumes). Relative error = (predicted - "
+        f"measured) / |measured|.</p><table class='summary'>{head}{''.join(rows)}</table></section>"
     )
 
 

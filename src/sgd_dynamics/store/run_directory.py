@@ -34,7 +34,7 @@ from typing import Any
 from sgd_dynamics.config_schema import from_mapping, to_mapping
 from sgd_dynamics.store.environment import collect_environment
 from sgd_dynamics.store.files import write_json
-from sgd_dynamics.verdicts import Row
+from sgd_dynamics.verdicts import Row, verdict_counts
 
 try:  # POSIX advisory locks; elsewhere the directory runs without a lock
     import fcntl
@@ -93,10 +93,15 @@ def _read_config_file(path: Path) -> dict:
 
 def write_summary(path: Path | str, rows: Sequence[Row], stationarity: dict | None = None,
                   **extra: Any) -> Path:
-    """Write ``path/summary.json``: ``{"stationarity", "rows", **extra}`` (rows in the six-key format)."""
+    """Write ``path/summary.json``: ``{"stationarity", "counts", "rows", **extra}``.
+
+    Rows in the six-key format; ``counts`` separates the tested rows (holds / fails) from the reported and the
+    ``not_stationary`` ones (:func:`sgd_dynamics.verdicts.verdict_counts`).
+    """
     stationarity = stationarity or {"stationary": None, "criteria": []}
     out = Path(path) / SUMMARY
-    write_json(out, {"stationarity": stationarity, "rows": [r.to_json() for r in rows], **extra})
+    write_json(out, {"stationarity": stationarity, "counts": verdict_counts(rows),
+                     "rows": [r.to_json() for r in rows], **extra})
     return out
 
 
