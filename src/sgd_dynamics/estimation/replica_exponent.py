@@ -57,7 +57,7 @@ def log_log_slope(steps: ArrayLike, values: ArrayLike, window: tuple[float, floa
     ``values`` may carry trailing axes (one slope each); NaN where a value in the window is ``<= 0``.
 
     >>> k = np.array([1.0, 10.0, 100.0])
-    >>> float(log_log_slope(k, 3 * k**0.5, (1, 100)))
+    >>> round(float(log_log_slope(k, 3 * k**0.5, (1, 100))), 12)
     0.5
     """
     k = np.asarray(steps, np.float64)

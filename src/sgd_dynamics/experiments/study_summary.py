@@ -57,8 +57,12 @@ def _speed_row(r: Any, config: StudyConfig, stationary: bool | None) -> Row:
     if r.sampler == "with_replacement":
         return Row(label, r.predicted_speed, r.measured_speed, config.speed_tolerance,
                    "eta^2 tr(Sigma)/(S(1-beta^2)), no fitted constant", stationary)
+    if not math.isfinite(r.predicted_speed_reshuffled):   # a mode beyond the stability limit, or an old run
+        return Row(label, r.predicted_speed, r.measured_speed, None,
+                   "eq. 18, which overshoots without replacement; no reshuffling prediction (a mode beyond "
+                   "the stability limit, or an analysis stored before it existed)", stationary)
     return Row(label, r.predicted_speed_reshuffled, r.measured_speed, config.speed_tolerance,
-               f"exact reshuffling theory (epoch permutations), no fitted constant; eq. 18 would give "
+               "exact reshuffling theory (epoch permutations), no fitted constant; eq. 18 would give "
                f"{r.predicted_speed:.3g} ({100 * r.relative_error:+.0f}%)", stationary)
 
 
