@@ -11,10 +11,16 @@ each resample's Gram matrices ``G[idx][:, idx]`` and its diffusion part, and ref
 a replica has a diffusion estimate biased by a constant factor (the sample variance of a resample with
 ties), which a log-slope does not see. Resamples with a non-positive diffusion somewhere in the window (all
 replicas the same, or ``D`` cancelling to ``<= 0``) have no exponent and are left out; their number is
-returned. The interval is the percentile interval at level ``confidence``; ``stderr`` is its half-width over
-the normal quantile, the standard error a verdict weighs against its tolerance
-(:attr:`sgd_dynamics.verdicts.Row.measured_stderr`). With few replicas the bootstrap is coarse (``R = 4``
-allows 35 distinct resamples) and tends to be too narrow; the tests measure its coverage.
+returned. The interval is the percentile interval at level ``confidence``.
+
+With few replicas the bootstrap is coarse (``R = 4`` allows 35 distinct resamples) and too narrow: on
+replicas of a process of known exponent (``W(k^0.6)`` in 5 dimensions, 200 seeds) its 95% interval covers
+0.87 of the time at ``R = 4``, 0.885 at ``R = 8``, 0.925 at ``R = 16``. The jackknife over replicas
+(leave one out, ``R >= 3``; Quenouille 1956, Tukey 1958) is too narrow too (0.885 at ``R = 4``), but the two
+err on different resamples: ``stderr`` is the larger of the jackknife standard error and the bootstrap
+interval's half-width over the normal quantile, and ``exponent +- 1.96 stderr`` then covers 0.945 at
+``R = 4`` and 0.935 at ``R = 8``. It is the standard error a verdict weighs against its tolerance
+(:attr:`sgd_dynamics.verdicts.Row.measured_stderr`).
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ class ReplicaExponent:
     """Exponent ``c`` of the diffusion part ``D_k ~ k^c`` on ``window``, with its bootstrap over replicas."""
 
     exponent: float
-    interval: tuple[float, float]
-    stderr: float
+    interval: tuple[float, float]   # bootstrap percentile interval
+    stderr: float                   # max(jackknife s.e., interval half-width / normal quantile)
+    jackknife_stderr: float         # leave one replica out; NaN for R = 2
     confidence: float
     window: tuple[float, float]
     n_points: int
@@ -94,12 +101,24 @@ def replica_exponent(steps: ArrayLike, gram: ArrayLike, window: tuple[float, flo
     resampled = g[inside][:, idx[:, :, None], idx[:, None, :]]          # (T_window, B, R, R)
     boot = log_log_slope(k[inside], replica_decomposition(resampled).diffusion, window)
     boot = boot[np.isfinite(boot)]
+    jackknife = _jackknife_stderr(k[inside], g[inside], window)
     if boot.size < 10:
         low = high = stderr = float("nan")
     else:
         tail = (1 - confidence) / 2
         low, high = (float(q) for q in np.quantile(boot, [tail, 1 - tail]))
-        stderr = (high - low) / (2 * NormalDist().inv_cdf(1 - tail))
-    return ReplicaExponent(exponent, (low, high), stderr, confidence, (float(window[0]), float(window[1])),
-                           int(inside.sum()), r, int(boot.size))
+        stderr = float(np.nanmax([(high - low) / (2 * NormalDist().inv_cdf(1 - tail)), jackknife]))
+    return ReplicaExponent(exponent, (low, high), stderr, jackknife, confidence,
+                           (float(window[0]), float(window[1])), int(inside.sum()), r, int(boot.size))
+
+
+def _jackknife_stderr(steps: NDArray, gram: NDArray, window: tuple[float, float]) -> float:
+    """Leave-one-replica-out standard error of the exponent (NaN below 3 replicas or where one has none)."""
+    r = gram.shape[-1]
+    if r < 3:
+        return float("nan")
+    keep = ~np.eye(r, dtype=bool)
+    loo = np.stack([gram[:, keep[i]][:, :, keep[i]] for i in range(r)], axis=1)     # (T, R, R-1, R-1)
+    c = log_log_slope(steps, replica_decomposition(loo).diffusion, window)
+    return float(np.sqrt((r - 1) / r * np.sum((c - c.mean()) ** 2)))
 

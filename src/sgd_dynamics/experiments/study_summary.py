@@ -141,7 +141,8 @@ def exponent_row(parts: dict[str, Any], stationary: bool | None) -> Row:
     """Predicted ``c`` of the full-spectrum diffusion part against the replicas' on the last 2/3 of the run.
 
     The window ``[K/3, K]`` (``K`` the last recorded step) is the paper's (002 appendix I.6). The measured
-    interval is the bootstrap over replicas (:func:`~sgd_dynamics.estimation.replica_exponent`); without
+    interval is the bootstrap over replicas, its standard error the larger of the bootstrap's and the
+    jackknife's (:func:`~sgd_dynamics.estimation.replica_exponent`, which measures its coverage); without
     stored Gram matrices there is no spread, and the row is reported.
     """
     steps = np.asarray(parts["step"], np.float64)
@@ -150,8 +151,9 @@ def exponent_row(parts: dict[str, Any], stationary: bool | None) -> Row:
     if "gram" in parts:
         fit = replica_exponent(steps, parts["gram"], window, n_bootstrap=1000, seed=0)
         measured, se = fit.exponent, fit.stderr
-        note = (f"replicas: 95% bootstrap interval [{fit.interval[0]:.2f}, {fit.interval[1]:.2f}] "
-                f"({fit.replicas} replicas, {fit.n_points} recorded steps)")
+        note = (f"replicas: 95% bootstrap interval [{fit.interval[0]:.2f}, {fit.interval[1]:.2f}], s.e. "
+                f"{se:.2g} (the larger of bootstrap and jackknife; {fit.replicas} replicas, {fit.n_points} "
+                "recorded steps)")
     else:
         measured, se = float(log_log_slope(steps, parts["diffusion"], window)), math.nan
         note = "no Gram matrices stored: no interval over replicas"
