@@ -1,6 +1,7 @@
 """A reduced study on a small MLP: the speed prediction, samplers, c(lr), eq. 9, resumability, the report."""
 
 import base64
+import json
 import re
 
 import h5py
@@ -10,8 +11,11 @@ import torch
 
 from sgd_dynamics.experiments.analysis import load_analysis
 from sgd_dynamics.experiments.study import StudyConfig, run_study
+from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.report.html import PNG_SIGNATURE
 from sgd_dynamics.report.study import write_study_report
+from sgd_dynamics.store import read_arrays
+from sgd_dynamics.theory import reshuffled_stationary_speed
 
 CONFIG = StudyConfig(
     model_options={"hidden": [128, 128]},
@@ -139,3 +143,49 @@ def test_ou_covariance_matches_lyapunov(run_dir):
     ou = load_analysis(run_dir / "companions", "ou")
     # one Euler-Maruyama path of 80 time units (~80 correlation times): ~15% Monte Carlo error on entries
     np.testing.assert_allclose(ou["measured_covariance"], ou["theory_covariance"], rtol=0.25, atol=0.03)
+
+
+def _summary_rows(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())["rows"]
+
+
+def test_without_replacement_speed_is_the_reshuffling_theory_of_the_stored_spectrum(run_dir, rows):
+    """Wiring (issue 11 §4): each without-replacement row, recomputed from the stored arrays with the theory
+    (which tests/simulate/test_reshuffling.py checks against real reshuffled SGD)."""
+    theta = read_arrays(run_dir / "theta_star.h5")
+    parts = read_arrays(run_dir / "displacement.h5")
+    k = int(parts["deflated"])
+    assert k == CONFIG.num_eigenpairs            # the top-k converged, so the stored rule is deflated
+    nodes = parts["nodes"].reshape(CONFIG.spectral_probes, -1)[:, k:].ravel()
+    weights = parts["weights"].reshape(CONFIG.spectral_probes, -1)[:, k:].ravel()
+    summary = {r["quantity"]: r for r in _summary_rows(run_dir)}
+    wor = [r for r in rows if r["sampler"] == "without_replacement"]
+    for r in wor:
+        data = read_arrays(run_dir / "points" / r["name"] / "result.h5")
+        modes = np.nanmean(data["noise_modes"], axis=0)
+        trace = float(np.nanmean(data["noise_trace"]))
+        rho = np.maximum(np.concatenate([theta["eigenvalues"], nodes]), -CONFIG.weight_decay)
+        s = np.concatenate([modes, weights * (trace - modes.sum()) / weights.sum()])
+        hp = Hyperparams(lr=r["lr"], momentum=r["momentum"], batch_size=r["batch_size"],
+                         weight_decay=CONFIG.weight_decay, dataset_size=int(theta["num_examples"]),
+                         sampler="without_replacement")
+        expected = reshuffled_stationary_speed(rho, s, hp, drop_last=True)
+        assert r["predicted_speed_reshuffled"] == pytest.approx(expected, rel=1e-9)
+        row = summary[f"speed, lr={r['lr']:g}, momentum={r['momentum']:g}, S={r['batch_size']}, "
+                      "without replacement"]
+        assert row["predicted"] == pytest.approx(expected, rel=1e-9)
+        assert row["measured"] == pytest.approx(r["measured_speed"], rel=1e-9)
+        assert row["tolerance"] == CONFIG.speed_tolerance and row["verdict"] != "reported"
+    assert all(np.isnan(r["predicted_speed_reshuffled"]) for r in rows if r["sampler"] == "with_replacement")
+
+
+def test_exponent_row_fits_the_stored_diffusion_parts_on_the_last_two_thirds(run_dir):
+    parts = read_arrays(run_dir / "displacement.h5")
+    steps = parts["step"].astype(float)
+    inside = steps >= steps[-1] / 3
+    x = np.log(steps[inside])
+    row = next(r for r in _summary_rows(run_dir) if r["quantity"].startswith("exponent c of the diffusion"))
+    assert row["predicted"] == pytest.approx(np.polyfit(x, np.log(parts["full_diffusion"][inside]), 1)[0])
+    assert row["measured"] == pytest.approx(np.polyfit(x, np.log(parts["diffusion"][inside]), 1)[0])
+    assert row["tolerance"] == 0.25
+    assert not any(r["predicted"] == r["measured"] == 1.0 for r in _summary_rows(run_dir))  # no 1-vs-1 row

@@ -38,6 +38,12 @@ from sgd_dynamics.estimation.replica_decomposition import (  # isort: skip
     replica_decomposition,
     replica_gram,
 )
+# The exponent of the diffusion part over replicas, with a bootstrap over replicas (issue 11 section 6)
+from sgd_dynamics.estimation.replica_exponent import (  # isort: skip
+    ReplicaExponent,
+    log_log_slope,
+    replica_exponent,
+)
 # Input checks and resampling shared by the estimators: paired 1-D data, bootstrap settings and intervals
 from sgd_dynamics.estimation.resampling import (  # isort: skip
     Summary,
@@ -76,6 +82,8 @@ __all__ = [
     "LocalSlope", "PowerLawFit", "fit_power_law", "local_slope",
     # replica_decomposition
     "ReplicaDecomposition", "replica_decomposition", "replica_gram",
+    # replica_exponent
+    "ReplicaExponent", "log_log_slope", "replica_exponent",
     # resampling
     "Summary", "paired_1d", "check_bootstrap", "percentile_interval", "block_resample",
     # spectrum

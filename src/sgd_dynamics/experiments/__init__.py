@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "analyse_sweep": "analysis",
     "block_length": "analysis",
     "load_analysis": "analysis",
+    "noise_measure_rest": "analysis",
+    "reshuffled_speed_prediction": "analysis",
     "save_analysis": "analysis",
     # Annealing schedules and reaching the deeper basin of an asymmetric double well
     "TiltedDoubleWell": "annealing",
@@ -139,6 +141,8 @@ _EXPORTS: dict[str, str] = {
     "load_config": "study_config",
     "read_toml": "study_config",
     # The verdicts of the limiting-dynamics study: its :class:`~sgd_dynamics.verdicts.Row` list and ...
+    "EXPONENT_TOLERANCE": "study_summary",
+    "exponent_row": "study_summary",
     "displacement_record": "study_summary",
     "displacement_rows": "study_summary",
     "lr_sweep": "study_summary",

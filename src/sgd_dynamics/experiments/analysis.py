@@ -5,6 +5,19 @@
   measured window (and, for reference, at ``theta*``); against the paper's one-run calibration (``sigma^2
   tr H`` inverted from the default point); and against the exact discrete per-mode speed (ERRATA 002.5) of
   the top-k modes plus the rest of ``tr(Sigma)`` in the continuous formula.
+* Speed without replacement (issue 11 section 4): eq. 18 assumes noise independent across steps; the
+  study's sampler walks a random permutation per epoch (``drop_last``), whose noise is anti-correlated
+  within the epoch, and eq. 18 then overshoots. Those points are predicted by the exact reshuffling theory
+  (:func:`sgd_dynamics.theory.reshuffled_stationary_speed`), which needs every mode's curvature: the top-k
+  eigenvalues with the noise ``s_i`` measured along the trajectory, and for the rest the noise-weighted
+  Lanczos measure of the deflated spectrum at ``theta*`` (``displacement.h5``, issue 11 section 3), its
+  weights rescaled to the trajectory's ``tr(Sigma) - sum s_i``
+  (:func:`sgd_dynamics.theory.spectrum_with_measure`), the same ``tr(Sigma)`` eq. 18 uses. Every
+  ``Sigma`` here has the ``1/N`` of gradient_noise, the convention of theory/reshuffling. Without a
+  measure (or when the top-k eigenpairs did not converge, so the rule was not deflated), the rest is the
+  one bulk mode of :func:`bulk_spectrum`. Negative curvature is taken as flat. On the MLP of
+  tests/study/test_study_pipeline.py at momentum 0.9 (eq. 18: +22% to +37%) this gives -2% to -6%; one bulk
+  mode instead gives -14% to -22%, the rule with its own mass at ``theta*`` (not rescaled) -5% to -14%.
 * Anomalous diffusion: the exponent ``c`` of ``||Delta_k||^2 ~ k^c`` on the last 2/3 of each run (002
   appendix I.6) with a block-bootstrap interval, its dependence on the window (appendix I.7), and the theory
   (exact discrete). Every point resumes from ``theta*`` with a fresh optimizer, so the main theory curve is
@@ -36,9 +49,10 @@ from typing import Any
 
 import numpy as np
 
+from sgd_dynamics._validation import require
 from sgd_dynamics.estimation import fit_power_law, local_slope, oscillation_spectrum
 from sgd_dynamics.experiments.sweep import Divergence, SweepPoint
-from sgd_dynamics.hyper import Hyperparams
+from sgd_dynamics.hyper import Hyperparams, UnstableModeError
 from sgd_dynamics.store import load_results, save_results
 from sgd_dynamics.theory import (
     ar2_mean_frequency,
@@ -47,6 +61,8 @@ from sgd_dynamics.theory import (
     displacement_curve,
     gibbs_spread_ratio,
     modified_loss_planes,
+    reshuffled_stationary_speed,
+    spectrum_with_measure,
     stationary_moments,
     stationary_speed_from_trace,
 )
@@ -61,6 +77,8 @@ __all__ = [
     "block_length",
     "bulk_spectrum",
     "load_analysis",
+    "noise_measure_rest",
+    "reshuffled_speed_prediction",
     "save_analysis",
 ]
 
@@ -108,6 +126,9 @@ class PointAnalysis:
     final_sq_displacement: float
     theory_final_sq_displacement: float
     theory_stationary_final_sq_displacement: float
+    # sampler without replacement only (NaN otherwise): the exact reshuffling theory (module docstring)
+    predicted_speed_reshuffled: float = float("nan")
+    relative_error_reshuffled: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -173,8 +194,47 @@ def _speed_sem(local: np.ndarray) -> float:
     return float(blocks.std(ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
 
 
+def noise_measure_rest(nodes: np.ndarray, weights: np.ndarray, probes: int, deflated: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a stored noise-weighted measure beyond its ``deflated`` top modes: ``(nodes, weights)``.
+
+    ``nodes``/``weights`` are :attr:`SpectralMeasure.nodes`/``weights`` (``probes`` rules of equal length,
+    concatenated; each rule's first ``deflated`` slots are the deflated eigenpairs).
+    """
+    nodes, weights = np.asarray(nodes, np.float64), np.asarray(weights, np.float64)
+    require(probes >= 1 and nodes.size % probes == 0 and nodes.shape == weights.shape, "probes", probes,
+            f"a divisor of the {nodes.size} stored nodes")
+    width = nodes.size // probes
+    require(0 <= deflated < width, "deflated", deflated, f"0..{width - 1} (slots per rule)")
+    rest = np.s_[:, deflated:]
+    return nodes.reshape(probes, width)[rest].ravel(), weights.reshape(probes, width)[rest].ravel()
+
+
+def reshuffled_speed_prediction(theta: dict[str, np.ndarray], modes: np.ndarray, trace_sigma: float,
+                                hyper: Hyperparams, measure: tuple[np.ndarray, np.ndarray] | None) -> float:
+    """Epoch-averaged speed of the study's without-replacement sampler (``drop_last``): module docstring.
+
+    ``modes``, ``trace_sigma``: ``s_i`` and ``tr(Sigma)`` along the trajectory; ``measure``: the deflated
+    noise-weighted rule at ``theta*`` (:func:`noise_measure_rest`), or None for the top-k + bulk spectrum.
+    NaN where a mode is beyond the stability limit.
+    """
+    eigenvalues = np.asarray(theta["eigenvalues"], np.float64)
+    if measure is None:
+        rho, s, mult = bulk_spectrum(eigenvalues, modes, float(theta["hessian_trace"]), trace_sigma,
+                                     int(theta["num_parameters"]))
+        s = s.copy()
+        s[-1] *= mult        # the speed is linear in s: mult equal modes = one mode with mult times the noise
+    else:
+        rho, s = spectrum_with_measure(eigenvalues, modes, trace_sigma, *measure)
+    try:
+        return reshuffled_stationary_speed(np.maximum(rho, -hyper.weight_decay), s, hyper, drop_last=True)
+    except UnstableModeError:
+        return float("nan")
+
+
 def _analyse_point(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[str, np.ndarray],
-                   settle: Hyperparams, calib: float | None, n: int) -> tuple[PointAnalysis, dict | None]:
+                   settle: Hyperparams, calib: float | None, n: int,
+                   measure: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[PointAnalysis, dict | None]:
     """One point's row, and its curves when it samples with replacement (the figures show those)."""
     hp = point.hyper(n)
     local, glob = data["local_sq_displacement"], data["global_sq_displacement"]
@@ -198,9 +258,12 @@ def _analyse_point(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[s
                                    float(theta["trace_sigma"]), m)
     theory, theory_exp, theory_fit = _theory_curve(rho, s, mult, hp, steps, window, settle, s_settle)
     stat, stat_exp, stat_fit = _theory_curve(rho, s, mult, hp, steps, window)
+    pred_rr = (reshuffled_speed_prediction(theta, modes_traj, trace_traj, hp, measure)
+               if point.sampler == "without_replacement" else float("nan"))
     err = {name: (value - measured) / measured for name, value in (
         ("relative_error", pred_traj), ("relative_error_theta_star", pred_star),
-        ("relative_error_discrete", pred_disc), ("relative_error_calibrated", pred_cal))}
+        ("relative_error_discrete", pred_disc), ("relative_error_calibrated", pred_cal),
+        ("relative_error_reshuffled", pred_rr))}
     row = PointAnalysis(
         name=point.name, lr=point.lr, momentum=point.momentum, batch_size=point.batch_size,
         sampler=point.sampler, measured_speed=measured, measured_speed_sem=_speed_sem(local[point.burn_in:]),
@@ -210,7 +273,7 @@ def _analyse_point(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[s
         c_theory_stationary=float(stat_fit), first_sq_displacement=float(glob[0]),
         theory_first_sq_displacement=float(theory[0]), theory_stationary_first_sq_displacement=float(stat[0]),
         final_sq_displacement=float(glob[-1]), theory_final_sq_displacement=float(theory[-1]),
-        theory_stationary_final_sq_displacement=float(stat[-1]))
+        theory_stationary_final_sq_displacement=float(stat[-1]), predicted_speed_reshuffled=pred_rr)
     if point.sampler != "with_replacement":
         return row, None
     ls = local_slope(steps, glob)
@@ -222,15 +285,17 @@ def _analyse_point(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[s
 
 def analyse_sweep(theta: dict[str, np.ndarray], finished: Sequence[tuple[SweepPoint, dict[str, np.ndarray]]],
                   diverged: Sequence[tuple[SweepPoint, Divergence]], default: Hyperparams,
-                  dataset_size: int) -> SweepAnalysis:
+                  dataset_size: int, measure: tuple[np.ndarray, np.ndarray] | None = None) -> SweepAnalysis:
     """Every prediction and measurement of the sweep: a pure function of the stored arrays and the theory.
 
-    ``default`` holds the default point's hyperparameters (the settle state of ``theta*``).
+    ``default`` holds the default point's hyperparameters (the settle state of ``theta*``); ``measure``
+    the deflated noise-weighted rule at ``theta*`` (:func:`noise_measure_rest`) for the without-replacement
+    points (None: top-k + bulk).
     """
     calib = _calibration(finished, default, dataset_size)
     rows, curves = [], {}
     for point, data in finished:
-        row, curve = _analyse_point(theta, point, data, default, calib, dataset_size)
+        row, curve = _analyse_point(theta, point, data, default, calib, dataset_size, measure)
         rows.append(row)
         if curve is not None:
             curves[point.name] = curve

@@ -5,7 +5,9 @@ momentum buffer and independent with-replacement minibatch streams
 (:func:`sgd_dynamics.measure.replicas.run_replicas`, log-spaced recording), and their Gram matrices split
 ``E||theta_k - theta*||^2`` into the drift ``||E theta_k - theta*||^2`` and the diffusion
 ``tr Cov(theta_k)`` with jackknife standard errors
-(:func:`sgd_dynamics.estimation.replica_decomposition.replica_decomposition`).
+(:func:`sgd_dynamics.estimation.replica_decomposition.replica_decomposition`). The Gram matrices are
+stored (``gram``, ``(T, R, R)``) so that statistics of the parts can be resampled over replicas
+(:func:`sgd_dynamics.estimation.replica_exponent.replica_exponent`).
 
 Predicted (:func:`predict_parts`) by the exact discrete theory of the two parts from a stationary ``theta*``
 with a fresh buffer (:func:`sgd_dynamics.theory.displacement_decomposition`; 002 eq. 19 in the discrete
@@ -56,7 +58,7 @@ def measure_replicas(setup: Any, theta_star: dict[str, torch.Tensor], hyper: Hyp
     return {"step": trajectory.steps, "total": parts.total, "drift": parts.drift,
             "diffusion": parts.diffusion, "total_se": parts.total_se, "drift_se": parts.drift_se,
             "diffusion_se": parts.diffusion_se,
-            "replica_sq_displacement": trajectory.global_sq_displacement}
+            "replica_sq_displacement": trajectory.global_sq_displacement, "gram": trajectory.gram}
 
 
 def _parts(rho: np.ndarray, weights: np.ndarray, hyper: Hyperparams, steps: np.ndarray) -> np.ndarray:

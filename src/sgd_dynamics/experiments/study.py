@@ -349,8 +349,13 @@ def landscape_slices(
 
 def _analyse(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Tensor],
              theta: dict[str, np.ndarray], points: Sequence[SweepPoint], dirs: Sequence[Path],
-             run: RunDirectory) -> tuple[analysis.SweepAnalysis, dict[str, Any] | None]:
-    """The sweep and default-point analyses: computed once (``sweep.json`` is written last), then reloaded."""
+             run: RunDirectory, parts: dict[str, np.ndarray] | None = None
+             ) -> tuple[analysis.SweepAnalysis, dict[str, Any] | None]:
+    """The sweep and default-point analyses: computed once (``sweep.json`` is written last), then reloaded.
+
+    ``parts`` (``displacement.h5``) gives the noise-weighted measure beyond the top-k modes, with which the
+    without-replacement points are predicted (:func:`analysis.reshuffled_speed_prediction`).
+    """
     adir = run.path / "analysis"
     if (adir / "sweep.json").exists():
         default = analysis.load_analysis(adir, "default") if (adir / "default.json").exists() else None
@@ -362,8 +367,11 @@ def _analyse(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Tens
         else:
             diverged.append((point, load_divergence(directory)[1]))
     n = len(setup.x)
+    # an undeflated rule also holds the top-k modes, which the prediction adds with their own s_i
+    measure = None if parts is None or int(parts["deflated"]) == 0 else analysis.noise_measure_rest(
+        parts["nodes"], parts["weights"], config.spectral_probes, int(parts["deflated"]))
     with run.stage("analysis"):
-        sweep = analysis.analyse_sweep(theta, finished, diverged, config.hyper(), n)
+        sweep = analysis.analyse_sweep(theta, finished, diverged, config.hyper(), n, measure)
         found = [(p, d) for p, d in finished if p.sampler == "with_replacement"
                  and (p.lr, p.momentum, p.batch_size) == (config.lr, config.momentum, config.batch_size)]
         if found:
@@ -415,7 +423,7 @@ def _stages(config: StudyConfig, setup: Setup, run: RunDirectory, executor: Exec
         dirs = run_sweep(config, setup, theta_star, theta["eigenvectors"], run.path, executor, progress,
                          points)
     log("[analysis]")
-    sweep, default = _analyse(config, setup, theta_star, theta, points, dirs, run)
+    sweep, default = _analyse(config, setup, theta_star, theta, points, dirs, run, parts)
     done = _companions(config, setup, run, log)
     certificate = stationarity(run.path, config)
     if certificate["stationary"] is False:

@@ -172,6 +172,7 @@ from sgd_dynamics.theory.sde_transient import (  # isort: skip
 from sgd_dynamics.theory.spectrum_summary import (  # isort: skip
     ar2_mean_frequency,
     bulk_spectrum,
+    spectrum_with_measure,
 )
 # Sums over consecutive steps of a per-mode 2x2 linear recursion, composed exactly in few products
 from sgd_dynamics.theory.step_sums import (  # isort: skip
@@ -255,7 +256,7 @@ __all__ = [
     "position_response_integral", "sde_displacement_per_mode", "step_rates", "propagator_coefficients",
     "propagator", "sde_covariance_over_time",
     # spectrum_summary
-    "ar2_mean_frequency", "bulk_spectrum",
+    "ar2_mean_frequency", "bulk_spectrum", "spectrum_with_measure",
     # step_sums
     "StepBlock", "one_step", "compose", "block_power", "blocks_at", "consecutive_blocks",
     "consecutive_chunks", "stationary_sum",
