@@ -97,6 +97,11 @@ _EXPORTS: dict[str, str] = {
     # Where the continuous model departs from the exact discrete recursion as ``eta * rho`` grows (ERRATA ...
     "ModelComparison": "model_comparison",
     "compare_models": "model_comparison",
+    # Where the sweep points run: ``--executor local:N`` (N local processes) or ``dask://HOST:PORT``
+    "ExecutorSpec": "executors",
+    "entry_point_files": "executors",
+    "open_executor": "executors",
+    "parse_executor": "executors",
     # Built-in models of the study: tiny networks for 1-D inputs (MNIST-1D sequences of length 40)
     "MODELS": "models",
     "build_model": "models",

@@ -33,7 +33,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +285,9 @@ def run_sweep(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Ten
     """Run every unfinished point (sequentially, or on ``executor``); returns their directories in order.
 
     Each point is a pure function of its :class:`SweepPoint` writing into its own directory, so any
-    ``concurrent.futures.Executor`` can run them (a diverged point records itself and returns normally).
+    ``concurrent.futures.Executor`` can run them (a diverged point records itself and returns normally;
+    :mod:`sgd_dynamics.experiments.executors` makes local processes and Dask clusters). When points fail
+    (a worker died), the others still finish, then the first error is raised; a rerun does the rest.
     """
     ctx = StudyContext(setup.x, setup.y, setup.build_model, setup.loss_fn, theta_star,
                        torch.as_tensor(np.ascontiguousarray(directions.T), dtype=torch.float32))
@@ -297,10 +299,14 @@ def run_sweep(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Ten
         for p, d in todo:
             run_point(p, ctx, d)
             bar.update(1)
-    else:
-        for f in [executor.submit(run_point, p, ctx, d) for p, d in todo]:
-            f.result()
+    else:   # every point finishes (or fails) before an error is raised: a rerun never races a straggler
+        futures = [executor.submit(run_point, p, ctx, d) for p, d in todo]
+        for _ in as_completed(futures):
             bar.update(1)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            bar.close()
+            raise errors[0]
     bar.close()
     return dirs
 

@@ -125,7 +125,8 @@ def open_run(run_dir: str | Path) -> Any:
     require(bool(records), "run_dir", str(run_dir), "a run directory with at least one finished sweep point")
     theta = read_arrays(run_dir / "theta_star.h5") if (run_dir / "theta_star.h5").is_file() else {}
     parts = read_arrays(run_dir / "displacement.h5") if (run_dir / "displacement.h5").is_file() else {}
-    steps = np.unique(np.concatenate([r["steps"] for r in results] + [parts.get("step", [])]).astype(np.int64))
+    recorded = [r["steps"] for r in results] + [parts.get("step", np.zeros(0, np.int64))]
+    steps = np.unique(np.concatenate(recorded)).astype(np.int64)
     variables = {**_sweep_variables(records, results, steps),
                  **_file_variables(theta, "theta_star_", _THETA_STAR_DIMS),
                  **_file_variables(parts, "displacement_", _DISPLACEMENT_DIMS, steps if parts else None)}
