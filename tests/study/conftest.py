@@ -17,15 +17,21 @@ def tiny_run(tmp_path_factory):
 
     No pretraining (theta* is the initialisation): the files and their layout are what a full study writes.
     """
-    import dataclasses
-
     import torch
 
-    from sgd_dynamics.experiments.study import StudyConfig, run_study
+    from sgd_dynamics.experiments.study import run_study
 
     torch.set_num_threads(1)
-    config = dataclasses.replace(StudyConfig.quick(), lrs=(0.005, 0.01), momenta=(0.0, 0.9),
-                                 pretrain_epochs=0, settle_steps=0)
     out = tmp_path_factory.mktemp("tiny_run")
-    run_study(config, out, progress=False, log=lambda s: None)
+    run_study(tiny_config(), out, progress=False, log=lambda s: None)
     return out
+
+
+def tiny_config():
+    """The configuration of :func:`tiny_run`."""
+    import dataclasses
+
+    from sgd_dynamics.experiments.study import StudyConfig
+
+    return dataclasses.replace(StudyConfig.quick(), lrs=(0.005, 0.01), momenta=(0.0, 0.9),
+                               pretrain_epochs=0, settle_steps=0)

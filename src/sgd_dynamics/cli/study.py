@@ -8,7 +8,8 @@ momentum, basins) from its stored data without recomputing. Re-running a command
 continues an interrupted study and recomputes nothing finished; ``--force`` starts over in a directory that
 holds another configuration, keeping the old one as ``RUN_DIR.old-<timestamp>``. ``--executor local:N`` or
 ``dask://HOST:PORT`` runs the sweep points on N local processes or a Dask cluster
-(:mod:`sgd_dynamics.experiments.executors`).
+(:mod:`sgd_dynamics.experiments.executors`); ``--tensorboard`` writes the sweep's scalars as TensorBoard event
+files under ``RUN_DIR/tensorboard`` (:mod:`sgd_dynamics.report.study_tensorboard`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sgd_dynamics.cli import plain
 __all__ = ["register"]
 
 _FORCE = "start over if --out holds a run with another configuration (the old one is kept, renamed)"
+_TENSORBOARD = ("also write the sweep's scalars (speed, displacement, loss, projections, tr Sigma per point) "
+                "as TensorBoard event files under RUN_DIR/tensorboard, from the stored arrays")
 _EXECUTOR = ("where the sweep points run: local:N (N local processes) or dask://HOST:PORT (a running Dask "
              "scheduler; the run directory must be on a filesystem its workers share). Default: this process")
 
@@ -33,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default=None, help="run directory (default: runs/demo or runs/demo-full)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--force", action="store_true", help=_FORCE)
+    demo.add_argument("--tensorboard", action="store_true", help=_TENSORBOARD)
     demo.add_argument("--executor", default=None, metavar="local:N|dask://HOST:PORT", help=_EXECUTOR)
     demo.set_defaults(func=_demo)
     study = subparsers.add_parser(
@@ -44,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     study.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.add_argument("--force", action="store_true", help=_FORCE)
+    study.add_argument("--tensorboard", action="store_true", help=_TENSORBOARD)
     study.add_argument("--executor", default=None, metavar="local:N|dask://HOST:PORT", help=_EXECUTOR)
     study.set_defaults(func=_study)
     report = subparsers.add_parser(
@@ -68,6 +73,10 @@ def _run(config, out: Path, args: argparse.Namespace) -> int:
         with open_executor(spec, ship=ship) as executor:
             run_study(config, out, executor=executor, progress=not args.quiet, log=log, force=args.force)
     page = write_study_report(out)
+    if args.tensorboard:
+        from sgd_dynamics.report.study_tensorboard import write_study_tensorboard
+
+        print(f"tensorboard --logdir {write_study_tensorboard(out).resolve()}")
     print(f"report: {page.resolve()}  ({time.perf_counter() - t0:.0f} s)")
     return 0
 
