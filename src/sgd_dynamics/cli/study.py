@@ -8,13 +8,15 @@ momentum, basins) from its stored data without recomputing. Re-running a command
 continues an interrupted study and recomputes nothing finished; ``--force`` starts over in a directory that
 holds another configuration, keeping the old one as ``RUN_DIR.old-<timestamp>``. ``--executor local:N`` or
 ``dask://HOST:PORT`` runs the sweep points on N local processes or a Dask cluster
-(:mod:`sgd_dynamics.experiments.executors`); ``--tensorboard`` writes the sweep's scalars as TensorBoard event
-files under ``RUN_DIR/tensorboard`` (:mod:`sgd_dynamics.report.study_tensorboard`).
+(:mod:`sgd_dynamics.experiments.executors`); ``--device cuda`` runs the torch path on a GPU;
+``--tensorboard`` writes the sweep's scalars as TensorBoard event files under ``RUN_DIR/tensorboard``
+(:mod:`sgd_dynamics.report.study_tensorboard`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from sgd_dynamics.cli import plain
 __all__ = ["register"]
 
 _FORCE = "start over if --out holds a run with another configuration (the old one is kept, renamed)"
+_DEVICE = "torch device of the study: cpu, cuda or cuda:N (overrides the configuration's device key)"
 _TENSORBOARD = ("also write the sweep's scalars (speed, displacement, loss, projections, tr Sigma per point) "
                 "as TensorBoard event files under RUN_DIR/tensorboard, from the stored arrays")
 _EXECUTOR = ("where the sweep points run: local:N (N local processes) or dask://HOST:PORT (a running Dask "
@@ -36,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default=None, help="run directory (default: runs/demo or runs/demo-full)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--force", action="store_true", help=_FORCE)
+    demo.add_argument("--device", default=None, help=_DEVICE)
     demo.add_argument("--tensorboard", action="store_true", help=_TENSORBOARD)
     demo.add_argument("--executor", default=None, metavar="local:N|dask://HOST:PORT", help=_EXECUTOR)
     demo.set_defaults(func=_demo)
@@ -48,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     study.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.add_argument("--force", action="store_true", help=_FORCE)
+    study.add_argument("--device", default=None, help=_DEVICE)
     study.add_argument("--tensorboard", action="store_true", help=_TENSORBOARD)
     study.add_argument("--executor", default=None, metavar="local:N|dask://HOST:PORT", help=_EXECUTOR)
     study.set_defaults(func=_study)
@@ -64,6 +69,8 @@ def _run(config, out: Path, args: argparse.Namespace) -> int:
     from sgd_dynamics.report.study import write_study_report
 
     spec = parse_executor(args.executor) if args.executor is not None else None   # before any work
+    if args.device is not None:
+        config = dataclasses.replace(config, device=args.device)   # validated again, naming device
     t0 = time.perf_counter()
     log = (lambda s: None) if args.quiet else print
     if spec is None:

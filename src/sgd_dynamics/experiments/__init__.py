@@ -128,6 +128,7 @@ _EXPORTS: dict[str, str] = {
     "run_activation_sweep": "momentum_uv",
     # The resolved data, model factory and loss of a study configuration (built-in names or entry points)
     "Setup": "setup",
+    "check_device": "setup",
     "prepare": "setup",
     # The limiting-dynamics study of one network (issue 5; 002 sections 2, 7, 8, Figs. 1-8)
     "DivergenceError": "study",

@@ -114,7 +114,7 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
     """
     cache = Path(run_dir) / "pretrain" / f"theta_star_{config.pretrain_key()}.pt"
     if cache.exists():
-        return torch.load(cache, weights_only=True)
+        return torch.load(cache, weights_only=True, map_location=setup.x.device)
     model = setup.build_model()
     if config.checkpoint is not None:
         model.load_state_dict(torch.load(config.checkpoint, weights_only=True))
@@ -290,7 +290,8 @@ def run_sweep(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Ten
     (a worker died), the others still finish, then the first error is raised; a rerun does the rest.
     """
     ctx = StudyContext(setup.x, setup.y, setup.build_model, setup.loss_fn, theta_star,
-                       torch.as_tensor(np.ascontiguousarray(directions.T), dtype=torch.float32))
+                       torch.as_tensor(np.ascontiguousarray(directions.T), dtype=setup.x.dtype,
+                                       device=setup.x.device))
     points = list(points) if points is not None else sweep_points(config)
     dirs = [Path(run_dir) / "points" / p.name for p in points]
     todo = [(p, d) for p, d in zip(points, dirs, strict=True) if point_status(d) is None]
@@ -344,8 +345,8 @@ def landscape_slices(
         model,
         setup.loss_fn,
         full_batches(setup.x, setup.y),
-        torch.as_tensor(q[:, 0]),
-        torch.as_tensor(q[:, k - 1]),
+        torch.as_tensor(q[:, 0], dtype=setup.x.dtype, device=setup.x.device),
+        torch.as_tensor(q[:, k - 1], dtype=setup.x.dtype, device=setup.x.device),
         grid,
         grid,
         test_batches=full_batches(setup.x_test, setup.y_test),
