@@ -1,4 +1,4 @@
-"""``device`` and ``dtype`` of the study: the sweep's torch path in float64, device errors, CUDA where present."""
+"""``device`` and ``dtype`` of the study: the sweep in float64, device errors, CUDA where there is one."""
 
 import dataclasses
 
