@@ -7,6 +7,7 @@ with random orthonormal directions: what a point computes does not depend on whe
 import dataclasses
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,9 +59,12 @@ def cluster():
         yield local
 
 
+@pytest.mark.slow
 def test_dask_cluster_survives_a_killed_worker_and_gives_the_sequential_bits(tmp_path, inputs, sequential,
-                                                                             cluster):
+                                                                             cluster, monkeypatch):
     import distributed
+
+    monkeypatch.chdir(tmp_path)   # the workers started elsewhere: a relative run directory must still work
 
     setup, theta_star, directions = inputs
     factory = setup.build_model
@@ -80,7 +84,7 @@ def test_dask_cluster_survives_a_killed_worker_and_gives_the_sequential_bits(tmp
         def submit(self, fn, *args, **kwargs):
             return super().submit(dies_once, *args, **kwargs)
 
-    out = tmp_path / "run"
+    out = Path("run")
     with distributed.Client(cluster) as client:
         with pytest.raises(distributed.scheduler.KilledWorker):
             run_sweep(CONFIG, user_setup, theta_star, directions, out, KillingExecutor(client),
@@ -95,6 +99,7 @@ def test_dask_cluster_survives_a_killed_worker_and_gives_the_sequential_bits(tmp
     _assert_same_bits(dirs, sequential)
 
 
+@pytest.mark.slow
 def test_local_processes_give_the_sequential_bits(tmp_path, inputs, sequential):
     with open_executor("local:2") as executor:
         dirs = run_sweep(CONFIG, *inputs, tmp_path, executor, progress=False)

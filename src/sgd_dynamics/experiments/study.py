@@ -293,7 +293,8 @@ def run_sweep(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Ten
                        torch.as_tensor(np.ascontiguousarray(directions.T), dtype=setup.x.dtype,
                                        device=setup.x.device))
     points = list(points) if points is not None else sweep_points(config)
-    dirs = [Path(run_dir) / "points" / p.name for p in points]
+    # absolute: a worker elsewhere (a Dask worker's own working directory) writes to the same place
+    dirs = [Path(run_dir).absolute() / "points" / p.name for p in points]
     todo = [(p, d) for p, d in zip(points, dirs, strict=True) if point_status(d) is None]
     bar = _progress(len(points), "sweep points", progress, initial=len(points) - len(todo))
     if executor is None:
