@@ -125,3 +125,13 @@ def test_cli_reports_a_bad_executor_in_one_line_before_any_work(tmp_path, cli_ma
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--executor='local:0' is invalid" in err and "dask://HOST:PORT" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_without_distributed_the_cli_names_the_extra_in_one_line(tmp_path, monkeypatch, cli_main, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)   # what an absent package looks like
+    config = tmp_path / "c.toml"
+    config.write_text('dataset = "teacher"\nsteps = 10\nburn_in = 0\n')
+    monkeypatch.setattr("sgd_dynamics.experiments.study.run_study", lambda *a, **k: pytest.fail("ran"))
+    assert cli_main(["study", str(config), "--out", str(tmp_path / "run"), "--executor", "dask://h:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'sgd-dynamics[distributed]'" in err

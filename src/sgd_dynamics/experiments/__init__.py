@@ -99,6 +99,7 @@ _EXPORTS: dict[str, str] = {
     "compare_models": "model_comparison",
     # Where the sweep points run: ``--executor local:N`` (N local processes) or ``dask://HOST:PORT``
     "ExecutorSpec": "executors",
+    "MissingExtraError": "executors",
     "entry_point_files": "executors",
     "open_executor": "executors",
     "parse_executor": "executors",

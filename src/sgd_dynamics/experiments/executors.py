@@ -32,13 +32,17 @@ from pathlib import Path
 
 from sgd_dynamics._validation import require
 
-__all__ = ["ExecutorSpec", "entry_point_files", "open_executor", "parse_executor"]
+__all__ = ["ExecutorSpec", "MissingExtraError", "entry_point_files", "open_executor", "parse_executor"]
 
 _FORMS = ("local:N (N >= 1 local worker processes) or dask://HOST:PORT (the address of a running Dask "
           "scheduler)")
 _LOCAL = re.compile(r"local:(\d+)")
 _DASK = re.compile(r"dask://([^\s:/]+):(\d{1,5})")
 _DASK_EXTRA = "pip install 'sgd-dynamics[distributed]'"
+
+
+class MissingExtraError(ImportError, ValueError):
+    """An executor needs an optional extra that is not installed (a ``ValueError`` too: the CLI's one line)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,8 @@ def _dask_client(address: str, text: str):
     try:
         from distributed import Client
     except ImportError as error:
-        raise ImportError(f"--executor={text!r} needs Dask distributed: {_DASK_EXTRA}") from error
+        raise MissingExtraError(f"--executor={text!r} needs Dask distributed, which is not installed: "
+                                f"{_DASK_EXTRA}") from error
     try:
         return Client(address, timeout="10s")
     except (OSError, TimeoutError) as error:
