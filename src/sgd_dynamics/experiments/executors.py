@@ -42,7 +42,7 @@ _DASK_EXTRA = "pip install 'sgd-dynamics[distributed]'"
 
 
 class MissingExtraError(ImportError, ValueError):
-    """An executor needs an optional extra that is not installed (a ``ValueError`` too: the CLI's one line)."""
+    """An executor needs an optional extra that is not installed (also a ValueError: the CLI's one line)."""
 
 
 @dataclass(frozen=True)
