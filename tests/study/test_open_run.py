@@ -31,6 +31,7 @@ def test_sweep_arrays_equal_each_points_hdf5_file_exactly(tiny_run, ds):
         one = ds.sel(lr=point["lr"], momentum=point["momentum"], batch_size=point["batch_size"],
                      sampler=point["sampler"])
         assert str(one.name.values) == directory.name
+        assert ds.sel(name=directory.name).identical(one)
         assert one.global_sq_displacement.dims == ("step",)
         at = one.sel(step=stored["steps"])
         for name in ("global_sq_displacement", "local_sq_displacement", "loss", "position_projection",

@@ -4,8 +4,9 @@
 labels them; nothing is recomputed. Dimensions:
 
 - ``point``: the finished sweep points (``points/<name>/result.h5`` and ``point.json``), with the
-  coordinates ``lr``, ``momentum``, ``batch_size``, ``sampler`` (indexed together: ``ds.sel(lr=0.01)``,
-  ``ds.sel(lr=0.01, momentum=0.9)``), ``weight_decay``, ``seed`` and ``name`` (the directory);
+  coordinates ``lr``, ``momentum``, ``batch_size``, ``sampler`` and ``name`` (the directory), indexed
+  together (``ds.sel(lr=0.01)``, ``ds.sel(lr=0.01, momentum=0.9)``, ``ds.sel(name=...)``), ``weight_decay``
+  and ``seed``;
 - ``step``: the optimizer step ``k`` (1-based, after the step), the union of the sweep's and the replicas'
   steps; a variable is NaN at the steps where it was not recorded;
 - ``mode``: the top Hessian eigenpair ``i`` at ``theta*`` (coordinate ``eigenvalue``);
@@ -34,7 +35,7 @@ from sgd_dynamics.store.arrays import read_arrays
 __all__ = ["open_run"]
 
 _EXTRA = "pip install 'sgd-dynamics[xarray]'"
-_POINT_INDEX = ("lr", "momentum", "batch_size", "sampler")
+_POINT_INDEX = ("lr", "momentum", "batch_size", "sampler", "name")
 _STEP_SERIES = ("local_sq_displacement", "global_sq_displacement", "loss")
 _STEP_MODE_SERIES = ("position_projection", "velocity_projection")
 _THETA_STAR_DIMS = {"eigenvalues": ("mode",), "residuals": ("mode",), "mode_noise": ("mode",),
