@@ -1,4 +1,4 @@
-"""An xarray index over the sweep points' coordinates (``lr``, ``momentum``, ``batch_size``, ``sampler``, ``name``).
+"""An xarray index over the sweep points' coordinates: lr, momentum, batch_size, sampler and name.
 
 Imported only by :func:`sgd_dynamics.store.run_dataset.open_run`, after xarray (an optional extra).
 
