@@ -20,7 +20,7 @@ PACKAGES = ("sgd_dynamics", "sgd_dynamics.theory", "sgd_dynamics.estimation", "s
             "sgd_dynamics.experiments", "sgd_dynamics.report", "sgd_dynamics.cli")
 
 # Subpackages whose submodules are not re-exported: the top level keeps a small face (Hyperparams,
-# UnstableModeError, __version__); the CLI's subcommand modules are reached through ``main``.
+# UnstableModeError, __version__, open_run); the CLI's subcommand modules are reached through ``main``.
 NOT_AGGREGATED = {"sgd_dynamics", "sgd_dynamics.cli"}
 
 # Submodules not re-exported: optional extras, imported on demand.
@@ -108,7 +108,8 @@ def test_exceptions_are_current():
 def test_top_level_face_and_layers():
     import sgd_dynamics
 
-    assert set(sgd_dynamics.__all__) == {"Hyperparams", "UnstableModeError", "__version__"}
+    assert set(sgd_dynamics.__all__) == {"Hyperparams", "UnstableModeError", "__version__", "open_run"}
+    assert sgd_dynamics.open_run is sgd_dynamics.store.open_run   # issue 14's contract, loaded lazily
     layers = ("hyper", "theory", "estimation", "simulate", "measure", "store", "experiments", "report", "cli")
     doc = sgd_dynamics.__doc__
     positions = [doc.index(f"``{layer}``") for layer in layers]

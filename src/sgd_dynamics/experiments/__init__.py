@@ -99,6 +99,12 @@ _EXPORTS: dict[str, str] = {
     # Where the continuous model departs from the exact discrete recursion as ``eta * rho`` grows (ERRATA ...
     "ModelComparison": "model_comparison",
     "compare_models": "model_comparison",
+    # Where the sweep points run: ``--executor local:N`` (N local processes) or ``dask://HOST:PORT``
+    "ExecutorSpec": "executors",
+    "MissingExtraError": "executors",
+    "entry_point_files": "executors",
+    "open_executor": "executors",
+    "parse_executor": "executors",
     # Built-in models of the study: tiny networks for 1-D inputs (MNIST-1D sequences of length 40)
     "MODELS": "models",
     "build_model": "models",
@@ -125,6 +131,7 @@ _EXPORTS: dict[str, str] = {
     "run_activation_sweep": "momentum_uv",
     # The resolved data, model factory and loss of a study configuration (built-in names or entry points)
     "Setup": "setup",
+    "check_device": "setup",
     "prepare": "setup",
     # The limiting-dynamics study of one network (issue 5; 002 sections 2, 7, 8, Figs. 1-8)
     "DivergenceError": "study",

@@ -23,7 +23,7 @@ from sgd_dynamics.experiments.models import MODELS, build_model
 from sgd_dynamics.experiments.study_config import StudyConfig
 from sgd_dynamics.experiments.training import resolve_loss
 
-__all__ = ["Setup", "prepare"]
+__all__ = ["Setup", "check_device", "prepare"]
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,15 @@ class _ModelFactory:
     """Picklable ``() -> nn.Module`` for a built-in or entry-point model, seeded."""
 
     def __init__(self, name: str, options: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
-                 seed: int) -> None:
+                 seed: int, device: str = "cpu", dtype: str = "float32") -> None:
         self.name, self.options, self.input_shape = name, dict(options), input_shape
-        self.num_classes, self.seed = num_classes, seed
+        self.num_classes, self.seed, self.device, self.dtype = num_classes, seed, device, dtype
 
     def __call__(self) -> nn.Module:
+        # built on the CPU in float32 (the seeded initialisation is the same everywhere), then moved
+        return self._build().to(device=self.device, dtype=getattr(torch, self.dtype))
+
+    def _build(self) -> nn.Module:
         if self.name in MODELS:
             opts = {k: tuple(v) if isinstance(v, list) else v for k, v in self.options.items()}
             return build_model(self.name, self.input_shape, self.num_classes, self.seed, **opts)
@@ -94,12 +98,30 @@ def _check_options(config: StudyConfig, options: dict[str, Any]) -> None:
         check_signature(resolve_entry_point(config.model, "model"), "model", config.model, options)
 
 
+def check_device(device: str) -> torch.device:
+    """``device`` as a ``torch.device``; ``ValueError`` naming ``device`` for a GPU this machine lacks."""
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        require(index < count, "device", device,
+                f"'cpu' or a CUDA device this machine has ({count} visible: "
+                f"{', '.join(f'cuda:{i}' for i in range(count)) or 'none, CUDA is not available'})")
+    return torch.device(device)
+
+
+def _on(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` on ``device``; floating-point data in ``dtype`` (integer labels stay integers)."""
+    return tensor.to(device=device, dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+
+
 def prepare(config: StudyConfig) -> Setup:
     """Resolve and check the dataset, model and loss of ``config`` (built-in names or entry points)."""
+    device, dtype = check_device(config.device), getattr(torch, config.dtype)
     dataset = _load_data(config).subset(config.train_size, seed=config.seed)
     options = model_options(config)
     _check_options(config, options)
-    factory = _ModelFactory(config.model, options, dataset.input_shape, dataset.num_classes, config.seed)
+    factory = _ModelFactory(config.model, options, dataset.input_shape, dataset.num_classes, config.seed,
+                            config.device, config.dtype)
     try:
         factory()  # builds once, RNG forked: a bad option value fails here, before the run directory exists
     except (TypeError, RuntimeError) as exc:
@@ -110,5 +132,6 @@ def prepare(config: StudyConfig) -> Setup:
     n = len(dataset.x_train)
     require(config.batch_size <= n, "batch_size", config.batch_size, f"<= the {n} training examples")
     loss_fn = resolve_loss(config.loss)
-    return Setup(dataset, torch.as_tensor(dataset.x_train), torch.as_tensor(dataset.y_train),
-                 torch.as_tensor(dataset.x_test), torch.as_tensor(dataset.y_test), factory, loss_fn)
+    tensors = [_on(torch.as_tensor(a), device, dtype) for a in (dataset.x_train, dataset.y_train,
+                                                                   dataset.x_test, dataset.y_test)]
+    return Setup(dataset, *tensors, factory, loss_fn)

@@ -33,7 +33,7 @@ import io
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
     """
     cache = Path(run_dir) / "pretrain" / f"theta_star_{config.pretrain_key()}.pt"
     if cache.exists():
-        return torch.load(cache, weights_only=True)
+        return torch.load(cache, weights_only=True, map_location=setup.x.device)
     model = setup.build_model()
     if config.checkpoint is not None:
         model.load_state_dict(torch.load(config.checkpoint, weights_only=True))
@@ -285,22 +285,30 @@ def run_sweep(config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Ten
     """Run every unfinished point (sequentially, or on ``executor``); returns their directories in order.
 
     Each point is a pure function of its :class:`SweepPoint` writing into its own directory, so any
-    ``concurrent.futures.Executor`` can run them (a diverged point records itself and returns normally).
+    ``concurrent.futures.Executor`` can run them (a diverged point records itself and returns normally;
+    :mod:`sgd_dynamics.experiments.executors` makes local processes and Dask clusters). When points fail
+    (a worker died), the others still finish, then the first error is raised; a rerun does the rest.
     """
     ctx = StudyContext(setup.x, setup.y, setup.build_model, setup.loss_fn, theta_star,
-                       torch.as_tensor(np.ascontiguousarray(directions.T), dtype=torch.float32))
+                       torch.as_tensor(np.ascontiguousarray(directions.T), dtype=setup.x.dtype,
+                                       device=setup.x.device))
     points = list(points) if points is not None else sweep_points(config)
-    dirs = [Path(run_dir) / "points" / p.name for p in points]
+    # absolute: a worker elsewhere (a Dask worker's own working directory) writes to the same place
+    dirs = [Path(run_dir).absolute() / "points" / p.name for p in points]
     todo = [(p, d) for p, d in zip(points, dirs, strict=True) if point_status(d) is None]
     bar = _progress(len(points), "sweep points", progress, initial=len(points) - len(todo))
     if executor is None:
         for p, d in todo:
             run_point(p, ctx, d)
             bar.update(1)
-    else:
-        for f in [executor.submit(run_point, p, ctx, d) for p, d in todo]:
-            f.result()
+    else:   # every point finishes (or fails) before an error is raised: a rerun never races a straggler
+        futures = [executor.submit(run_point, p, ctx, d) for p, d in todo]
+        for _ in as_completed(futures):
             bar.update(1)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            bar.close()
+            raise errors[0]
     bar.close()
     return dirs
 
@@ -338,8 +346,8 @@ def landscape_slices(
         model,
         setup.loss_fn,
         full_batches(setup.x, setup.y),
-        torch.as_tensor(q[:, 0]),
-        torch.as_tensor(q[:, k - 1]),
+        torch.as_tensor(q[:, 0], dtype=setup.x.dtype, device=setup.x.device),
+        torch.as_tensor(q[:, k - 1], dtype=setup.x.dtype, device=setup.x.device),
         grid,
         grid,
         test_batches=full_batches(setup.x_test, setup.y_test),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ MODEL_NAMES = ("mlp", "cnn", "resnet", "linear")
 LOSS_NAMES = ("cross_entropy", "mse_onehot")
 COMPANIONS = ("linear_regression", "ou", "architectures")
 _POSITIVE = {"minimum": 0, "exclusive_minimum": True}
+DTYPES = ("float32", "float64")
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,12 @@ class StudyConfig:
                                              "Fig. 1-style experiment", choices=MODEL_NAMES)
     architecture_steps: int = setting(1500, "steps of each architecture run", minimum=1)
     threads: int | None = setting(None, "torch threads (none: torch's default)", minimum=1)
+    # --- where and in which precision the torch path runs (issue 14 section 4) ---
+    device: str = setting("cpu", "torch device of training, tracking, Hessian-vector products, gradient "
+                          "noise and landscape slices: cpu, cuda or cuda:N (an error where CUDA is not "
+                          "available)")
+    dtype: str = setting("float32", "floating-point dtype of the model, the data and every torch measurement",
+                         choices=DTYPES)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -100,6 +109,8 @@ class StudyConfig:
                 f"an integer in [0, steps - 1) = [0, {self.steps - 1})")
         require(self.settle_steps == 0 or self.settle_steps >= self.settle_observations, "settle_steps",
                 self.settle_steps, f"0 or an integer >= settle_observations = {self.settle_observations}")
+        require(isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None, "device",
+                self.device, "'cpu', 'cuda' or 'cuda:N' (N the index of a GPU)")
         self.hyper()
 
     @classmethod
@@ -146,7 +157,11 @@ class StudyConfig:
                   "pretrain_epochs", "pretrain_lr", "settle_steps", "settle_windows_max",
                   "settle_observations", "monitor_examples", "lr", "momentum", "batch_size",
                   "weight_decay")
-        blob = json.dumps({f: getattr(self, f) for f in fields}, sort_keys=True, default=list)
+        values = {f: getattr(self, f) for f in fields}
+        # theta* depends on the precision and, in its last bits, the device; the defaults keep older keys
+        values.update({f: getattr(self, f) for f, default in (("dtype", "float32"), ("device", "cpu"))
+                       if getattr(self, f) != default})
+        blob = json.dumps(values, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -97,7 +97,7 @@ class StudyContext:
     build_model: Any  # () -> nn.Module with the architecture of theta*
     loss_fn: Any
     theta_star: dict[str, Tensor]  # state_dict (parameters and buffers)
-    directions: Tensor  # (k, m), float32, rows q_i
+    directions: Tensor  # (k, m), rows q_i, in the dtype and on the device of the model
 
 
 @dataclass(frozen=True)

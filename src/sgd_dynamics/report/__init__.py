@@ -48,6 +48,8 @@ _EXPORTS: dict[str, str] = {
     "write_run_report": "run_report",
     # The HTML report of a limiting-dynamics study, drawn only from what the run directory stores
     "write_study_report": "study",
+    # A study's sweep as TensorBoard event files, written from its stored arrays after the run
+    "write_study_tensorboard": "study_tensorboard",
     # Figures of the theory: continuous vs exact discrete predictions (ERRATA 002.5)
     "model_comparison_figure": "theory_figures",
     # Report sections for the time-scales studies (chapter 004; ERRATA 004.4, 004.6)

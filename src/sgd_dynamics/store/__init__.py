@@ -5,6 +5,8 @@
 - :mod:`sgd_dynamics.store.arrays` — HDF5 array files (:func:`write_arrays`, :func:`read_arrays`) and
   nested results (:func:`save_results`, :func:`load_results`), readable with plain ``h5py``.
 - :mod:`sgd_dynamics.store.records` — typed results (nested dataclasses) as JSON + HDF5, read back typed.
+- :mod:`sgd_dynamics.store.run_dataset` — :func:`open_run`: a study's run directory as an ``xarray.Dataset``
+  (xarray is an optional extra, imported when called).
 - :mod:`sgd_dynamics.store.files` — atomic writes; :mod:`sgd_dynamics.store.environment` — versions.
 """
 
@@ -33,6 +35,10 @@ from sgd_dynamics.store.records import (  # isort: skip
     record_exists,
     save_record,
 )
+# A study's run directory as one xarray Dataset with named dimensions (xarray imported when called)
+from sgd_dynamics.store.run_dataset import (  # isort: skip
+    open_run,
+)
 # The run directory of a study: one format for every study, locked while a process writes, resumable
 from sgd_dynamics.store.run_directory import (  # isort: skip
     LAYOUT_VERSION,
@@ -52,6 +58,8 @@ __all__ = [
     "fsync_dir", "fsync_path", "replaced_atomically", "write_atomic", "write_json",
     # records
     "load_record", "record_exists", "save_record",
+    # run_dataset
+    "open_run",
     # run_directory
     "LAYOUT_VERSION", "RunDirectory", "RunLockedError", "read_config", "read_kind", "write_summary",
 ]
