@@ -209,3 +209,30 @@ def test_stationary_loss_moments_match_a_grid_sum_and_the_claimed_tc():
     assert mean == pytest.approx(d * m1, rel=1e-8)
     assert var == pytest.approx(d * (np.trapezoid(u**2 * w, y) / np.trapezoid(w, y) - m1**2), rel=1e-8)
     assert claimed_critical_temperature(2.0, 100) == pytest.approx(2.0 / np.log(100))
+
+
+# ------------------------------------------------------------------------------- the basins page's rows
+
+def test_theorem_rows_name_each_theorem_and_give_the_verdicts_measured(theorem_checks_quick):
+    from sgd_dynamics.experiments.theorem_checks import theorem_rows
+
+    rows = theorem_rows(theorem_checks_quick)
+    assert all(r.quantity.startswith(("Theorem ", "Key idea 5")) for r in rows)
+    named = {r.quantity.split(":")[0].split(" (")[0] for r in rows}
+    assert named == {"Theorem 1", "Theorem 7", "Theorem 9", "Theorem 10", "Key idea 5"}
+    by = {r.quantity: r for r in rows}
+
+    def verdict(start: str) -> set[str]:
+        return {r.verdict for q, r in by.items() if q.startswith(start)}
+
+    assert verdict("Theorem 1: gradient-flow rate") == {"holds"}
+    assert verdict("Theorem 9: step-size bound") == {"fails"}
+    assert verdict("Theorem 9 (corrected)") == {"holds"}
+    assert verdict("Theorem 7: tau_mix") == {"fails"}
+    assert verdict("Theorem 10: hop rate per coordinate") == {"holds"}
+    assert verdict("Theorem 10: total hop rate") == {"fails"}
+    assert verdict("Theorem 10: Arrhenius slope") == {"holds"}
+    w = theorem_checks_quick.many_wells
+    assert np.all(np.diff(np.log(w.hop_rate)) > 0)  # smooth, increasing: no jump at T_c
+    bounds = [r for q, r in by.items() if "<= 1" in q]
+    assert bounds and all(r.measured <= 1 for r in bounds)
