@@ -7,6 +7,8 @@ the independent number, and the verdict, with a reading written from those numbe
 
 from __future__ import annotations
 
+import math
+
 from sgd_dynamics.experiments.theorem_checks import TheoremChecks, theorem_rows
 from sgd_dynamics.report.html import ReportSection, Table
 
@@ -25,7 +27,8 @@ def theorem_section(checks: TheoremChecks) -> ReportSection:
         ", not 1, with the same Arrhenius slope on both sides: no phase transition. Theorems 1 and 7's gap "
         "bound hold as written; 7's start-free mixing time does not; Key idea 5 holds to O(eta h).")
     table = Table(("statement", "predicted", "measured", "rel. error", "tolerance", "verdict"),
-                  tuple((r.quantity, r.predicted, r.measured, r.relative_error,
+                  tuple((r.quantity, r.predicted, r.measured,
+                         f"{100 * r.relative_error:+.2f}%" if math.isfinite(r.relative_error) else "n/a",
                          "—" if r.tolerance is None else r.tolerance, r.verdict) for r in rows),
                   caption="rows 'reported' are bounds (see the statement) or carry no tolerance")
     return ReportSection("Chapter 004's theorems, checked", reading, table=table, name="theorems")
