@@ -162,8 +162,10 @@ def _stand_in_timescales():
 
 
 def test_cli_basins_writes_the_run_directory_the_page_and_prints_its_path_and_summary(study, tmp_path,
-                                                                                      monkeypatch, capsys):
+                                                                                      monkeypatch, capsys,
+                                                                                      theorem_checks_quick):
     from sgd_dynamics.experiments import basins as basins_study
+    from sgd_dynamics.experiments import theorem_checks
 
     calls = []
     auto, rates = _stand_in_timescales()
@@ -181,6 +183,7 @@ def test_cli_basins_writes_the_run_directory_the_page_and_prints_its_path_and_su
     monkeypatch.setattr(basins_study, "run_escape_study", cached)
     monkeypatch.setattr(basins_study, "autocorrelation_study", lambda quick, seed: auto)
     monkeypatch.setattr(basins_study, "rate_matrix_study", lambda quick, seed: rates)
+    monkeypatch.setattr(theorem_checks, "run_theorem_checks", lambda quick, seed: theorem_checks_quick)
     monkeypatch.setattr(timescale_figures, "timescale_sections", sections)
     out = tmp_path / "runs" / "basins"
     args = _parser().parse_args(["basins", "--quick", "--out", str(out), "--seed", "3"])
@@ -200,7 +203,9 @@ def test_cli_basins_writes_the_run_directory_the_page_and_prints_its_path_and_su
     assert again.study.occupation.landscape.potential.expression == landscape.potential.expression
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stationarity"] == {"stationary": None, "criteria": []}
-    assert len(summary["rows"]) == len(basins_rows(study))
+    assert len(summary["rows"]) == len(basins_rows(study, again.rate_matrix, again.theorems))
+    assert sum(r["quantity"].startswith("Theorem 9") for r in summary["rows"]) >= 2
+    assert "Chapter 004's theorems, checked" in headings
     assert set(summary["rows"][0]) == {"quantity", "predicted", "measured", "relative_error", "tolerance",
                                        "verdict"}
     defaults = _parser().parse_args(["basins"])

@@ -82,6 +82,7 @@ def test_report_embeds_decodable_png_figures(tmp_path, quick_classifier):
             im.load()
             assert im.size[0] > 100 and im.size[1] > 100
     assert "alpha(gamma=0.3), tanh first layer" in text and "classifier: gamma*" in text
+    assert ">nan<" not in text and "no drift prediction above 2/3" in text  # gamma = 0.8 row
 
 
 def test_cli_report_runs_the_study_into_the_run_directory_and_prints_the_page(tmp_path, monkeypatch, capsys):
@@ -100,6 +101,11 @@ def test_cli_report_runs_the_study_into_the_run_directory_and_prints_the_page(tm
     assert cli.main(["momentum", "report", "--quick", "--out", str(tmp_path / "r")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "report.html")
     assert calls == [(momentum_study.MomentumConfig.quick(), tmp_path / "r", False)]
+    assert cli.main(["momentum", "report", "--quick", "--out", str(tmp_path / "s"), "--seed", "4"]) == 0
+    seeded = calls[-1][0]
+    assert (seeded.uv.seed, seeded.sensing.seed, seeded.classifier.seed) == (4, 4, 4)
+    assert seeded == momentum_study.MomentumConfig.quick().with_seed(4)
+    capsys.readouterr()
     bad = tmp_path / "file"
     bad.write_text("x")
     monkeypatch.undo()

@@ -1,6 +1,7 @@
 """``sgd-dynamics momentum`` through the real dispatcher (registers the subcommand if the lead has not
 yet)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -97,9 +98,28 @@ def test_bad_advise_input_exits_2_with_one_line(capsys, argv, option):
 def test_experiment_uv_json_shape(capsys, monkeypatch):
     # Format only (the science is in test_momentum_uv_experiment): a tiny grid instead of --quick's.
     tiny = momentum_uv.UVStudyConfig(gammas=(0.3, 0.5), lrs=(0.03, 0.1), replicas=4)
-    monkeypatch.setattr(momentum_uv.UVStudyConfig, "quick", classmethod(lambda cls: tiny))
+    monkeypatch.setattr(momentum_uv.UVStudyConfig, "quick",
+                        classmethod(lambda cls, **kw: dataclasses.replace(tiny, **kw)))
     out = _json(capsys, ["momentum", "experiment", "uv", "--quick", "--json"])
+    # no "alpha_interval" yet: the study has no replica/seed spread of alpha to expose (issue 16 item 1)
     assert set(out) == {"alpha", "constant"} and set(out["alpha"]) == {"0.3", "0.5"}
     assert all(isinstance(a, float) for a in out["alpha"].values()) and out["constant"] > 0
     assert cli.main(["momentum", "experiment", "uv", "--quick"]) == 0
     assert "fitted C" in capsys.readouterr().out
+
+
+def test_experiment_uv_passes_seed_explicitly_and_rejects_a_negative_one(capsys, monkeypatch):
+    seen = []
+
+    def fake(cfg):
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(momentum_uv, "run_uv_study", fake)
+    for argv in (["--quick", "--seed", "7"], ["--seed", "3"], ["--quick"]):
+        with pytest.raises(SystemExit):
+            cli.main(["momentum", "experiment", "uv", *argv])
+    assert [c.seed for c in seen] == [7, 3, 0]
+    assert seen[0] == momentum_uv.UVStudyConfig.quick(seed=7) and seen[1] == momentum_uv.UVStudyConfig(seed=3)
+    assert cli.main(["momentum", "experiment", "uv", "--quick", "--seed", "-1"]) == 2
+    assert "--seed=-1 is invalid" in capsys.readouterr().err

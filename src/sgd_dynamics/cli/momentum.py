@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     uv = studies.add_parser("uv", help="vector UV model: timescale exponent alpha(gamma) and constant C")
     uv.add_argument("--quick", action="store_true", help="reduced grid that runs in seconds")
     uv.add_argument("--json", action="store_true", help='print {"alpha": {gamma: alpha}, "constant": C}')
+    _add_seed(uv)
     uv.set_defaults(func=_experiment_uv)
 
     report = sub.add_parser(
@@ -72,7 +73,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run directory (default: runs/momentum)")
     report.add_argument("--force", action="store_true",
                         help="start over if --out holds another run (the old one is kept, renamed)")
+    _add_seed(report)
     report.set_defaults(func=_report)
+
+
+def _add_seed(parser: argparse.ArgumentParser) -> None:
+    """``--seed N``: every ``momentum experiment`` and ``momentum report`` take one (issue 16 contract)."""
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the study (default 0), passed to every part of it")
+
+
+def _seed(args: argparse.Namespace) -> int:
+    require(args.seed >= 0, "--seed", args.seed, "an integer >= 0")
+    return int(args.seed)
 
 
 def _advise(args: argparse.Namespace) -> int:
@@ -149,8 +162,11 @@ def _advise(args: argparse.Namespace) -> int:
 def _experiment_uv(args: argparse.Namespace) -> int:
     from sgd_dynamics.experiments.momentum_uv import UVStudyConfig, run_uv_study
 
-    result = run_uv_study(UVStudyConfig.quick() if args.quick else UVStudyConfig())
+    seed = _seed(args)
+    result = run_uv_study(UVStudyConfig.quick(seed=seed) if args.quick else UVStudyConfig(seed=seed))
     if args.json:
+        # No "alpha_interval": the study fits alpha once per gamma (one seed, no replica spread), so it
+        # has no interval to expose yet (issue 16 item 1); a made-up one would be worse than none.
         print(json.dumps({"alpha": result.alpha, "constant": result.constant}))
         return 0
     print(
@@ -175,6 +191,6 @@ def _report(args: argparse.Namespace) -> int:
     from sgd_dynamics.experiments.momentum_study import MomentumConfig, run_momentum
     from sgd_dynamics.report.momentum_report import write_momentum_report
 
-    config = MomentumConfig.quick() if args.quick else MomentumConfig()
+    config = (MomentumConfig.quick() if args.quick else MomentumConfig()).with_seed(_seed(args))
     print(write_momentum_report(run_momentum(config, Path(args.out), force=args.force)))
     return 0

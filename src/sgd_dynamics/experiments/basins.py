@@ -3,10 +3,12 @@
 ``run_basins(config, run_dir) -> run directory -> write_basins_report(run_dir)``. It runs
 :func:`sgd_dynamics.experiments.escape_study.run_escape_study` (Arrhenius, exit-time law, basin occupation,
 annealing) and the time-scale studies of :mod:`sgd_dynamics.experiments.timescales` (autocorrelation vs
-spectral gap, rate matrix), computes the theory curves the figures draw (:class:`BasinsCurves`: exact MFPT
-by quadrature and Kramers on a temperature grid, ERRATA 004.4; the Gibbs and SGD-noise occupations,
-ERRATA 004.3; the landscape's energy map), and stores all of it as typed records in ``RUN_DIR/results/``.
-:func:`basins_rows` gives the verdicts of ``summary.json`` and of the page's summary table.
+spectral gap, rate matrix) and the checks of the chapter's theorems
+(:mod:`sgd_dynamics.experiments.theorem_checks`, issue 16), computes the theory curves the figures draw
+(:class:`BasinsCurves`: exact MFPT by quadrature and Kramers on a temperature grid, ERRATA 004.4; the Gibbs
+and SGD-noise occupations, ERRATA 004.3; the landscape's energy map), and stores all of it as typed records
+in ``RUN_DIR/results/``. :func:`basins_rows` gives the verdicts of ``summary.json`` and of the page's
+summary table.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sgd_dynamics.config_schema import setting, validate
+from sgd_dynamics.experiments import theorem_checks
 from sgd_dynamics.experiments.basin_selection import (
     SGD_ELIMINATION_ALLOWANCE,
     quadrature_occupation,
@@ -29,6 +32,7 @@ from sgd_dynamics.experiments.escape_study import (
     EscapeStudyConfig,
     run_escape_study,
 )
+from sgd_dynamics.experiments.theorem_checks import TheoremChecks, theorem_rows
 from sgd_dynamics.experiments.timescales import (
     AutocorrelationStudy,
     RateMatrixStudy,
@@ -87,6 +91,7 @@ class BasinsResults:
     curves: BasinsCurves
     autocorrelation: AutocorrelationStudy
     rate_matrix: RateMatrixStudy
+    theorems: TheoremChecks | None = None  # absent from run directories written before issue 16
 
 
 def basins_curves(study: EscapeStudy) -> BasinsCurves:
@@ -116,6 +121,9 @@ def _run_parts(config: BasinsConfig, results: Path) -> None:
     for name, job in (("autocorrelation", autocorrelation_study), ("rate_matrix", rate_matrix_study)):
         if not record_exists(results, name):
             save_record(results, name, job(config.quick_timescales, config.seed))
+    if not record_exists(results, "theorems"):
+        checks = theorem_checks.run_theorem_checks(config.quick_timescales, config.seed)
+        save_record(results, "theorems", checks)
 
 
 def load_basins(run_dir: Path | str) -> BasinsResults:
@@ -127,7 +135,9 @@ def load_basins(run_dir: Path | str) -> BasinsResults:
     return BasinsResults(load_record(results, "escape", EscapeStudy),
                          load_record(results, "curves", BasinsCurves),
                          load_record(results, "autocorrelation", AutocorrelationStudy),
-                         load_record(results, "rate_matrix", RateMatrixStudy))
+                         load_record(results, "rate_matrix", RateMatrixStudy),
+                         load_record(results, "theorems", TheoremChecks)
+                         if record_exists(results, "theorems") else None)
 
 
 def run_basins(config: BasinsConfig, run_dir: Path | str, force: bool = False) -> Path:
@@ -135,7 +145,8 @@ def run_basins(config: BasinsConfig, run_dir: Path | str, force: bool = False) -
     with RunDirectory.open(run_dir, "basins", config, force=force) as run:
         with run.stage("escape and time scales"):
             _run_parts(config, run.path / "results")
-        run.write_summary(basins_rows(load_basins(run.path).study))
+        done = load_basins(run.path)
+        run.write_summary(basins_rows(done.study, done.rate_matrix, done.theorems))
     return Path(run_dir)
 
 
@@ -193,6 +204,20 @@ def _annealing_rows(study: EscapeStudy) -> list[Row]:
     return rows
 
 
-def basins_rows(study: EscapeStudy) -> list[Row]:
-    """Every verdict of the escape study, in the order of the page's summary table."""
-    return [*_arrhenius_rows(study), *_occupation_rows(study), *_annealing_rows(study)]
+def _time_fraction_rows(rates: RateMatrixStudy | None) -> list[Row]:
+    f = None if rates is None else rates.time_fractions
+    if f is None:
+        return []
+    return [Row(f"rate matrix: time fraction in well {i}, master equation from the same start",
+                float(p), float(m), tolerance=float(3 * e / m), measured_stderr=float(e),
+                note=f"(1/t) int p(0) exp(Q s) ds; {f.hops_per_replica:.1f} hops per replica, so not the "
+                f"stationary law {s:.3f}; tolerance 3 SE over replica groups")
+            for i, (p, m, e, s) in enumerate(zip(f.master_equation, f.measured, f.stderr, f.stationary,
+                                                 strict=True))]
+
+
+def basins_rows(study: EscapeStudy, rate_matrix: RateMatrixStudy | None = None,
+                theorems: TheoremChecks | None = None) -> list[Row]:
+    """Every verdict of the basins study, in the order of the page's summary table."""
+    return [*_arrhenius_rows(study), *_occupation_rows(study), *_annealing_rows(study),
+            *_time_fraction_rows(rate_matrix), *([] if theorems is None else theorem_rows(theorems))]

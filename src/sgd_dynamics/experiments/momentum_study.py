@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,11 @@ class MomentumConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    def with_seed(self, seed: int) -> MomentumConfig:
+        """The same configuration with ``seed`` as the seed of all three studies (``--seed``)."""
+        return replace(self, uv=replace(self.uv, seed=seed), sensing=replace(self.sensing, seed=seed),
+                       classifier=replace(self.classifier, seed=seed))
 
     @classmethod
     def quick(cls) -> MomentumConfig:

@@ -10,6 +10,9 @@ Chapter 004, time-scales section (spectral gap, ERRATA 004.6; metastable rates, 
 * :func:`rate_matrix_study` — a tilted three-well potential (wells near ``-2, 0, 2``, all of different depth):
   the milestoning rate matrix counted along trajectories (:mod:`sgd_dynamics.simulate.timescales`) against
   the exact 1-D rates by quadrature and the Eyring–Kramers rates (:mod:`sgd_dynamics.theory.metastability`).
+  The measured time fractions of a finite run from a given start are a transient: they are compared with the
+  master equation ``(1/t) int_0^t p(0) exp(Q s) ds`` from the same start (issue 16 item 5), with a standard
+  error over replica groups, and the stationary law ``pi`` is only quoted beside them.
 
 Both return plain data; figures are drawn in :mod:`sgd_dynamics.report.timescale_figures`.
 """
@@ -23,6 +26,7 @@ from numpy.typing import NDArray
 
 from sgd_dynamics.simulate.langevin import euler_maruyama
 from sgd_dynamics.simulate.timescales import (
+    CoreTransitionCounts,
     Estimate,
     MeasuredRateMatrix,
     autocorrelation,
@@ -43,6 +47,7 @@ THREE_WELLS = "4*(x/2)**2*((x/2)**2 - 1)**2 + 0.05*x"
 SAMPLE_EVERY = 0.05  # time between recorded samples for the autocorrelation
 # After the intra-well modes (rates >= 3.7) have died out, before rho sinks into noise:
 FIT_WINDOW = (1.0, 6.0)
+_GROUPS = 20  # replica groups for the standard error of the time fractions
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,18 @@ def autocorrelation_study(quick: bool, seed: int) -> AutocorrelationStudy:
 
 
 @dataclass(frozen=True)
+class TimeFractions:
+    """Fraction of the run spent in each basin (by last core), and the master equation from the same start."""
+
+    start: Array                # p(0): the replicas' starting basins, as fractions
+    measured: Array
+    stderr: Array               # over replica groups
+    master_equation: Array      # (1/t) int_0^t p(0) exp(Q_exact s) ds
+    stationary: Array           # pi of Q_exact, which the run has not reached
+    hops_per_replica: float     # mean number of core-to-core transitions per replica
+
+
+@dataclass(frozen=True)
 class RateMatrixStudy:
     """Milestoning rates measured on the three-well potential, with the exact and Eyring–Kramers rates."""
 
@@ -114,6 +131,7 @@ class RateMatrixStudy:
     # Eyring–Kramers / exact rate ratio on a grid of temperatures (the O(T) prefactor error).
     ratio_temperatures: Array
     ratio_eyring_kramers_to_exact: Array  # (n_temperatures, 4): rates 0->1, 1->0, 1->2, 2->1
+    time_fractions: TimeFractions | None = None
 
     @property
     def edges(self) -> tuple[list[int], list[int]]:
@@ -132,15 +150,34 @@ def rate_matrix_study(quick: bool, seed: int) -> RateMatrixStudy:
     replicas, n_chunks = (500, 12) if quick else (2000, 40)
     rng = np.random.default_rng(seed)
     x = m[rng.integers(0, m.size, replicas)]
-    counts = None
+    start = np.bincount(np.argmin(np.abs(x[:, None] - m[None, :]), axis=1), minlength=m.size) / replicas
+    groups = np.array_split(np.arange(replicas), _GROUPS)
+    counts: list[CoreTransitionCounts | None] = [None] * _GROUPS
     for c in range(n_chunks):
         path = euler_maruyama(U.gradient, x, T, dt, chunk, seed + 1 + c, record_every=record)
         x = path[-1]
-        counts = count_core_transitions(core_labels(path[1:], m, radius), dt * record, m.size, counts)
+        labels = core_labels(path[1:], m, radius)
+        counts = [count_core_transitions(labels[:, g], dt * record, m.size, prev)
+                  for g, prev in zip(groups, counts, strict=True)]
+    done = [k for k in counts if k is not None]
+    exact = exact_rate_matrix_1d(U, T, m, radius)
+    fractions = _time_fractions(done, exact, start, n_chunks * chunk * dt, replicas)
     grid = np.array([0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03])
     edges = ([0, 1, 1, 2], [1, 0, 2, 1])
     ratios = np.array([eyring_kramers_rate_matrix(minima, links, t).generator[edges]
                        / exact_rate_matrix_1d(U, t, m, radius).generator[edges] for t in grid])
-    return RateMatrixStudy(T, m, radius, estimate_rate_matrix(counts), exact_rate_matrix_1d(U, T, m, radius),
+    return RateMatrixStudy(T, m, radius, estimate_rate_matrix(done), exact,
                            eyring_kramers_rate_matrix(minima, links, T), replicas * n_chunks * chunk * dt,
-                           grid, ratios)
+                           grid, ratios, fractions)
+
+
+def _time_fractions(counts: list[CoreTransitionCounts], exact: RateMatrix, start: Array, duration: float,
+                    replicas: int) -> TimeFractions:
+    """Pooled time fractions, their standard error over replica groups, and the master equation's."""
+    per_group = np.array([k.residence / k.residence.sum() for k in counts])
+    weights = np.array([k.residence.sum() for k in counts])
+    pooled = weights @ per_group / weights.sum()
+    stderr = per_group.std(axis=0, ddof=1) / np.sqrt(len(counts))
+    hops = sum(int(k.counts.sum()) for k in counts) / replicas
+    return TimeFractions(start, pooled, stderr, exact.time_averaged_occupation(start, duration),
+                         exact.stationary_distribution, hops)

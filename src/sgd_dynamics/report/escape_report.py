@@ -33,6 +33,7 @@ from sgd_dynamics.experiments.basins import BasinsCurves, basins_config, basins_
 from sgd_dynamics.experiments.escape_study import DOUBLE_WELL, EscapeStudy
 from sgd_dynamics.report.html import ReportSection, Table, write_report
 from sgd_dynamics.report.run_metadata import run_metadata
+from sgd_dynamics.verdicts import Row
 
 __all__ = ["REPORT_NAME", "SECTION_TITLES", "build_escape_report", "write_basins_report"]
 
@@ -48,13 +49,17 @@ _COLORS = {"constant": "C0", "step": "C1", "cosine": "C2", "log": "C3"}
 
 def write_basins_report(run_dir: Path | str) -> Path:
     """Write ``run_dir/report.html`` (figures in ``run_dir/figures``) from the stored basins study."""
+    from sgd_dynamics.report.theorem_section import theorem_section
     from sgd_dynamics.report.timescale_figures import timescale_sections
 
     run_dir = Path(run_dir)
     results = load_basins(run_dir)
     extra = timescale_sections(autocorrelation=results.autocorrelation, rate_matrix=results.rate_matrix)
+    if results.theorems is not None:
+        extra.append(theorem_section(results.theorems))
     return build_escape_report(run_dir, results.study, results.curves, extra_sections=extra,
-                               metadata=run_metadata(run_dir, basins_config(run_dir)))
+                               metadata=run_metadata(run_dir, basins_config(run_dir)),
+                               summary=basins_rows(results.study, results.rate_matrix, results.theorems))
 
 
 def _figure(ncols: int = 1, width: float = 4.4, height: float = 3.4):
@@ -474,10 +479,12 @@ def _annealing_section(study: EscapeStudy) -> ReportSection:
 
 # ------------------------------------------------------------------------------------------------ page
 def build_escape_report(out_dir: Path | str, study: EscapeStudy, curves: BasinsCurves, *,
-                        extra_sections: Sequence[ReportSection] = (), metadata: dict | None = None) -> Path:
+                        extra_sections: Sequence[ReportSection] = (), metadata: dict | None = None,
+                        summary: Sequence[Row] | None = None) -> Path:
     """Write ``out_dir/report.html`` from a loaded study and its theory curves.
 
-    ``extra_sections`` follow the built-in four; ``metadata`` (the run directory's) precedes the study's.
+    ``extra_sections`` follow the built-in four; ``metadata`` (the run directory's) precedes the study's;
+    ``summary`` replaces the escape study's own rows (the run directory's ``summary.json`` rows).
     """
     extra = tuple(extra_sections)
     bad = [i for i, s in enumerate(extra) if not isinstance(s, ReportSection)]
@@ -517,7 +524,7 @@ def build_escape_report(out_dir: Path | str, study: EscapeStudy, curves: BasinsC
         Path(out_dir) / REPORT_NAME,
         "Escape over barriers and basin selection by noise",
         sections,
-        summary=basins_rows(study),
+        summary=basins_rows(study) if summary is None else list(summary),
         limitations=limitations,
         metadata=metadata,
         introduction="Overdamped Langevin dx = -grad U dt + sqrt(2T) dW with T the effective temperature "

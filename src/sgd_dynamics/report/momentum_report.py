@@ -161,14 +161,19 @@ def _uv_section(results: MomentumResults) -> ReportSection:
     )
 
 
+def _alpha_cell(alpha: float) -> float | str:
+    """A fitted exponent, or why there is none (fewer than two finite T_c at this gamma)."""
+    return alpha if math.isfinite(alpha) else "n/a: fewer than two finite T_c to fit"
+
+
 def _alpha_section(results: MomentumResults) -> ReportSection:
     uv = results.uv
     lin = uv["linear"]
     rows = tuple(
         (
             gamma_key(g),
-            2 * (1 - g) if g < OPTIMAL_EXPONENT else math.nan,
-            *(res.alpha[gamma_key(g)] for res in uv.values()),
+            2 * (1 - g) if g < OPTIMAL_EXPONENT else "n/a: no drift prediction above 2/3 (ERRATA 003.8)",
+            *(_alpha_cell(res.alpha.get(gamma_key(g), math.nan)) for res in uv.values()),
         )
         for g in lin.config.gammas
     )

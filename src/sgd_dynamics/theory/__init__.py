@@ -83,6 +83,29 @@ from sgd_dynamics.theory.limiting_drift import (  # isort: skip
     ValleyOUMoments,
     valley_ou_moments,
 )
+# Convergence to a minimum: gradient flow (Thm 1), SGD's neighbourhood and step bound (Thm 9), Key idea 5
+from sgd_dynamics.theory.local_stability import (  # isort: skip
+    quadratic_gradient_flow,
+    gradient_flow,
+    gradient_flow_bound,
+    SGDNeighbourhood,
+    sgd_neighbourhood,
+    least_squares_moment_operator,
+    second_moment_growth,
+    critical_step_size,
+    gibbs_certificate_error,
+    gibbs_variance,
+)
+# Hopping on a lattice of wells and the chapter's claimed phase transition at T_c = dL / log d (Thm 10)
+from sgd_dynamics.theory.many_wells import (  # isort: skip
+    lattice_potential,
+    lattice_gradient,
+    hop_rate,
+    kramers_hop_rate,
+    total_hop_rate,
+    claimed_critical_temperature,
+    stationary_loss_moments,
+)
 # Metastable dynamics between basins as a Markov jump process: rate matrix, stationary law, slowest rate
 from sgd_dynamics.theory.metastability import (  # isort: skip
     RateMatrix,
@@ -90,6 +113,18 @@ from sgd_dynamics.theory.metastability import (  # isort: skip
     eyring_kramers_rate_matrix,
     laplace_occupation,
     exact_rate_matrix_1d,
+)
+# Total variation to stationarity over time against spectral mixing bounds (Thm 7)
+from sgd_dynamics.theory.mixing import (  # isort: skip
+    total_variation_over_time,
+    chi_square_divergence,
+    spectral_mixing_bound,
+    spectral_mixing_time,
+    chapter_mixing_time,
+    mixing_time,
+    gaussian_start,
+    gaussian_total_variation,
+    ou_total_variation,
 )
 # Per-mode stationary second moments of the phase-space state ``(x, v)``, shared by both models
 from sgd_dynamics.theory.moments import (  # isort: skip
@@ -227,8 +262,19 @@ __all__ = [
     # limiting_drift
     "ValleyFrame", "valley_frame", "apply_momentum_lyapunov", "solve_momentum_lyapunov",
     "label_noise_drift", "ValleyOUMoments", "valley_ou_moments",
+    # local_stability
+    "quadratic_gradient_flow", "gradient_flow", "gradient_flow_bound", "SGDNeighbourhood",
+    "sgd_neighbourhood",
+    "least_squares_moment_operator", "second_moment_growth", "critical_step_size", "gibbs_certificate_error",
+    "gibbs_variance",
+    # many_wells
+    "lattice_potential", "lattice_gradient", "hop_rate", "kramers_hop_rate", "total_hop_rate",
+    "claimed_critical_temperature", "stationary_loss_moments",
     # metastability
     "RateMatrix", "rate_matrix", "eyring_kramers_rate_matrix", "laplace_occupation", "exact_rate_matrix_1d",
+    # mixing
+    "total_variation_over_time", "chi_square_divergence", "spectral_mixing_bound", "spectral_mixing_time",
+    "chapter_mixing_time", "mixing_time", "gaussian_start", "gaussian_total_variation", "ou_total_variation",
     # moments
     "StationaryMoments",
     # momentum_scaling

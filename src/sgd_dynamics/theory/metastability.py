@@ -23,6 +23,9 @@ with generator ``Q`` (``Q_ij`` the rate ``i -> j``, rows summing to zero):
 
   These are the rates that core-set transition counts along simulated trajectories estimate
   (:func:`sgd_dynamics.simulate.timescales.estimate_rate_matrix`).
+* **Master equation** (issue 16 item 5): from a start ``p(0)`` the occupation is ``p(t) = p(0) exp(Q t)``, and
+  the fraction of ``[0, t]`` spent in each basin is ``(1/t) int_0^t p(0) exp(Q s) ds``, the last row block of
+  ``exp([[Q, I], [0, 0]] t)`` (Van Loan). A finite run's time fractions are this transient, not ``pi``.
 
 >>> from sgd_dynamics.theory.escape import find_minimum, find_saddle
 >>> from sgd_dynamics.theory.potential import parse_potential
@@ -42,7 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import linalg
 
+from sgd_dynamics._validation import positive, require
 from sgd_dynamics.theory.escape import CriticalPoint, eyring_kramers_time
 
 Array = NDArray[np.float64]
@@ -86,6 +91,30 @@ class RateMatrix:
         for j in range(1, n):
             pi[j] = pi[:j] @ k[:j, j]
         return pi / pi.sum()
+
+    def occupation(self, start: ArrayLike, times: ArrayLike) -> Array:
+        """Master equation ``p(t) = p(0) exp(Q t)`` at each time: shape ``(len(times), n_states)``."""
+        p0 = self._start(start)
+        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+        require(bool(np.all(t >= 0)), "times", times, "times >= 0")
+        return np.array([p0 @ linalg.expm(self.generator * s) for s in t])
+
+    def time_averaged_occupation(self, start: ArrayLike, duration: float) -> Array:
+        """Fraction of ``[0, duration]`` in each basin, ``(1/t) int_0^t p(0) exp(Q s) ds`` (Van Loan)."""
+        p0 = self._start(start)
+        t = positive(duration, "duration")
+        n = self.n_states
+        block = np.zeros((2 * n, 2 * n))
+        block[:n, :n] = self.generator
+        block[:n, n:] = np.eye(n)
+        integral = linalg.expm(block * t)[:n, n:]  # int_0^t exp(Q s) ds
+        return p0 @ integral / t
+
+    def _start(self, start: ArrayLike) -> Array:
+        p0 = np.asarray(start, dtype=np.float64)
+        require(p0.shape == (self.n_states,) and bool(np.all(p0 >= 0)) and math.isclose(float(p0.sum()), 1.0),
+                "start", start, f"{self.n_states} non-negative probabilities summing to 1")
+        return p0
 
     @property
     def relaxation_rates(self) -> Array:
