@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
@@ -192,7 +193,9 @@ def _train_and_track(point: SweepPoint, ctx: StudyContext) -> dict[str, np.ndarr
             noise_modes[noise_at[step]] = noise.mode_noise
             model.train()
 
-    train(model, optimizer, ctx.x, ctx.y, ctx.loss_fn, point.steps, batches, on_step=on_step)
+    with torch.random.fork_rng(devices=[]):   # Dropout masks from the point's seed, not the process's past
+        torch.manual_seed(point.seed)
+        train(model, optimizer, ctx.x, ctx.y, ctx.loss_fn, point.steps, batches, on_step=on_step)
     h = tracker.history
     return {
         "steps": np.asarray(h["step"], np.int64) if "step" in h else np.arange(1, point.steps + 1),

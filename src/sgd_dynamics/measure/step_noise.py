@@ -49,8 +49,9 @@ def stochastic_modules(model: nn.Module) -> tuple[str, ...]:
 
 
 def resolve_noise_estimator(model: nn.Module, estimator: str = "auto") -> str:
-    """``"per_example"`` or ``"minibatch"``: ``estimator`` itself, or the choice ``"auto"`` makes for ``model``."""
-    require(estimator in NOISE_ESTIMATORS, "noise_estimator", estimator, f"one of {', '.join(NOISE_ESTIMATORS)}")
+    """``"per_example"`` or ``"minibatch"``: ``estimator`` itself, or what ``"auto"`` picks for ``model``."""
+    require(estimator in NOISE_ESTIMATORS, "noise_estimator", estimator,
+            f"one of {', '.join(NOISE_ESTIMATORS)}")
     if estimator != "auto":
         return estimator
     return "minibatch" if stochastic_modules(model) else "per_example"
