@@ -163,8 +163,14 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
 def measure_theta_star(
     config: StudyConfig, setup: Setup, theta_star: dict[str, torch.Tensor], run_dir: Path
 ) -> dict[str, np.ndarray]:
-    """Hessian eigenpairs and trace, ``tr(Sigma)``, ``s_i``, losses and accuracies at ``theta*`` (cached)."""
-    from sgd_dynamics.measure import gradient_noise, hessian_eigenpairs, hessian_trace
+    """Hessian eigenpairs and trace, ``tr(Sigma)``, ``s_i``, losses and accuracies at ``theta*`` (cached).
+
+    ``tr(Sigma)`` and ``s_i`` are the noise of a training step at the default batch size
+    (:func:`sgd_dynamics.measure.step_noise` with ``config.noise_estimator``): train-mode ``S Cov(g_B)``
+    for a model with Dropout or BatchNorm under ``"auto"``. ``noise_estimator``, ``noise_modules`` (the
+    Dropout/BatchNorm class names, comma-separated), ``noise_minibatches`` and ``trace_sigma_se`` record it.
+    """
+    from sgd_dynamics.measure import hessian_eigenpairs, hessian_trace, step_noise, stochastic_modules
 
     path = Path(run_dir) / "theta_star.h5"
     if path.exists():
@@ -178,7 +184,9 @@ def measure_theta_star(
     eig = hessian_eigenpairs(model, setup.loss_fn, data, k=k, tol=config.eigen_tol, seed=config.seed)
     t_eig = time.perf_counter() - t0
     trace = hessian_trace(model, setup.loss_fn, data, num_matvecs=config.trace_matvecs, seed=config.seed)
-    noise = gradient_noise(model, setup.loss_fn, data, directions=eig.eigenvectors, chunk_size=250)
+    noise = step_noise(model, setup.loss_fn, setup.x, setup.y, config.batch_size, eig.eigenvectors,
+                       estimator=config.noise_estimator, num_minibatches=config.noise_minibatches,
+                       seed=config.seed)
     model.eval()
     with torch.no_grad():
         out, out_test = model(setup.x), model(setup.x_test)
@@ -194,6 +202,10 @@ def measure_theta_star(
         "hessian_trace_se": np.asarray(_field(trace, ("standard_error", "stderr", "se"))),
         "trace_sigma": np.asarray(noise.trace),
         "mode_noise": np.asarray(noise.mode_noise, np.float64),
+        "trace_sigma_se": np.asarray(noise.trace_se),
+        "noise_estimator": np.asarray(noise.estimator),
+        "noise_modules": np.asarray(",".join(stochastic_modules(model))),
+        "noise_minibatches": np.asarray(noise.num_minibatches),
         "gradient_sq_norm": np.asarray(noise.mean_gradient_sq_norm),
         "num_parameters": np.asarray(m),
         "num_examples": np.asarray(len(setup.x)),
@@ -274,6 +286,8 @@ def sweep_points(config: StudyConfig) -> list[SweepPoint]:
                     burn_in=config.burn_in,
                     noise_snapshots=config.noise_snapshots,
                     seed=config.seed + 1,
+                    noise_estimator=config.noise_estimator,
+                    noise_minibatches=config.noise_minibatches,
                 )
             )
     return points

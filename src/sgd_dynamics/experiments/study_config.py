@@ -31,6 +31,7 @@ DATASET_NAMES = ("mnist1d", "digits", "teacher")
 MODEL_NAMES = ("mlp", "cnn", "resnet", "linear")
 LOSS_NAMES = ("cross_entropy", "mse_onehot")
 COMPANIONS = ("linear_regression", "ou", "architectures")
+NOISE_ESTIMATORS = ("auto", "per_example", "minibatch")   # sgd_dynamics.measure.NOISE_ESTIMATORS
 _POSITIVE = {"minimum": 0, "exclusive_minimum": True}
 DTYPES = ("float32", "float64")
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -81,6 +82,12 @@ class StudyConfig:
     steps: int = setting(3000, "steps of resumed training per sweep point", minimum=10)
     burn_in: int = setting(500, "steps excluded from the speed average (< steps - 1)", minimum=0)
     noise_snapshots: int = setting(3, "measurements of Sigma per sweep point", minimum=1)
+    noise_estimator: str = setting("auto", "how the gradient noise of a step is measured: per_example "
+                                   "(eval-mode Sigma), minibatch (train-mode S Cov(g_B) of minibatches drawn "
+                                   "with replacement) or auto (minibatch when the model has a Dropout or "
+                                   "BatchNorm module)", choices=NOISE_ESTIMATORS)
+    noise_minibatches: int = setting(256, "minibatches M of one minibatch noise estimate (its cost: M x "
+                                     "batch_size train-mode example gradients)", minimum=4)
     replicas: int = setting(4, "replicas R resumed from theta* at the default point (independent minibatch "
                             "streams) for the drift/diffusion split", minimum=2)
     spectral_probes: int = setting(10, "probes of the noise-weighted Lanczos measure (full-spectrum theory)",

@@ -11,6 +11,10 @@ Recorded per step: ``||delta_k||^2``, ``||Delta_k||^2 = ||theta_k - theta*||^2``
 ``theta_k - theta*`` and ``v_k`` on the top Hessian eigenvectors, the loss. At ``noise_snapshots`` steps
 evenly spread over the measurement window ``(burn_in, steps]``, ``tr(Sigma)`` and ``s_i`` are measured at
 the current parameters: the speed prediction of ERRATA 002.3 needs ``Sigma`` where the speed is measured.
+They are the noise of the point's own training step (:func:`sgd_dynamics.measure.step_noise`): the
+eval-mode per-example ``Sigma``, or, for a model with Dropout or BatchNorm (``noise_estimator="auto"``), the
+train-mode ``S Cov(g_B)`` of ``noise_minibatches`` minibatches of the point's batch size drawn with
+replacement (``noise_trace_se``: its jackknife standard error); ``noise_estimator`` records which.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
-from sgd_dynamics.experiments.training import full_batches, make_optimizer, minibatch_indices, train
+from sgd_dynamics.experiments.training import make_optimizer, minibatch_indices, train
 from sgd_dynamics.hyper import Hyperparams
-from sgd_dynamics.measure import TrajectoryTracker, gradient_noise
+from sgd_dynamics.measure import NOISE_ESTIMATORS, TrajectoryTracker, resolve_noise_estimator, step_noise
 from sgd_dynamics.store import read_arrays, write_arrays, write_json
 
 __all__ = ["Divergence", "StudyContext", "SweepPoint", "load_divergence", "load_point", "point_status",
@@ -47,6 +52,8 @@ class SweepPoint:
     burn_in: int
     noise_snapshots: int
     seed: int
+    noise_estimator: str = "auto"
+    noise_minibatches: int = 256
 
     def __post_init__(self) -> None:
         require(isinstance(self.steps, int) and self.steps >= 10, "steps", self.steps, "an integer >= 10")
@@ -54,6 +61,10 @@ class SweepPoint:
                 'burn_in', self.burn_in, "an integer in [0, steps - 1)")
         require(isinstance(self.noise_snapshots, int) and self.noise_snapshots >= 1,
                 'noise_snapshots', self.noise_snapshots, "an integer >= 1")
+        require(self.noise_estimator in NOISE_ESTIMATORS, "noise_estimator", self.noise_estimator,
+                f"one of {', '.join(NOISE_ESTIMATORS)}")
+        require(isinstance(self.noise_minibatches, int) and self.noise_minibatches >= 4,
+                "noise_minibatches", self.noise_minibatches, "an integer >= 4")
 
     def hyper(self, dataset_size: int) -> Hyperparams:
         """The validated :class:`Hyperparams` of this point."""
@@ -166,22 +177,25 @@ def _train_and_track(point: SweepPoint, ctx: StudyContext) -> dict[str, np.ndarr
     batches = minibatch_indices(len(ctx.x), point.batch_size, point.sampler, point.seed)
     noise_at = {int(s): i for i, s in enumerate(point.noise_steps())}
     k = ctx.directions.shape[0]
-    noise_trace = np.full(len(noise_at), np.nan)
+    noise_trace, noise_trace_se = np.full(len(noise_at), np.nan), np.full(len(noise_at), np.nan)
     noise_modes = np.full((len(noise_at), k), np.nan)
-    data = full_batches(ctx.x, ctx.y)
     q = ctx.directions.T.double()
+    estimator = resolve_noise_estimator(model, point.noise_estimator)   # the module types, detected once
 
     def on_step(step: int, loss: float) -> None:
         if not np.isfinite(loss):
             raise _Diverged(step, loss)
         tracker.record(loss=loss)
         if step in noise_at:
-            noise = gradient_noise(model, ctx.loss_fn, data, directions=q, chunk_size=250)
-            noise_trace[noise_at[step]] = noise.trace
+            noise = step_noise(model, ctx.loss_fn, ctx.x, ctx.y, point.batch_size, q, estimator=estimator,
+                               num_minibatches=point.noise_minibatches, seed=point.seed + step)
+            noise_trace[noise_at[step]], noise_trace_se[noise_at[step]] = noise.trace, noise.trace_se
             noise_modes[noise_at[step]] = noise.mode_noise
             model.train()
 
-    train(model, optimizer, ctx.x, ctx.y, ctx.loss_fn, point.steps, batches, on_step=on_step)
+    with torch.random.fork_rng(devices=[]):   # Dropout masks from the point's seed, not the process's past
+        torch.manual_seed(point.seed)
+        train(model, optimizer, ctx.x, ctx.y, ctx.loss_fn, point.steps, batches, on_step=on_step)
     h = tracker.history
     return {
         "steps": np.asarray(h["step"], np.int64) if "step" in h else np.arange(1, point.steps + 1),
@@ -193,6 +207,8 @@ def _train_and_track(point: SweepPoint, ctx: StudyContext) -> dict[str, np.ndarr
         "noise_steps": point.noise_steps(),
         "noise_trace": noise_trace,
         "noise_modes": noise_modes,
+        "noise_trace_se": noise_trace_se,
+        "noise_estimator": np.asarray(estimator),
     }
 
 

@@ -108,6 +108,14 @@ from sgd_dynamics.measure.spectral_measure import (  # isort: skip
     noise_spectral_measure,
     hessian_spectral_density,
 )
+# The gradient noise of a training step, by the estimator that fits the model (Dropout/BatchNorm: train mode)
+from sgd_dynamics.measure.step_noise import (  # isort: skip
+    NOISE_ESTIMATORS,
+    StepNoise,
+    resolve_noise_estimator,
+    step_noise,
+    stochastic_modules,
+)
 # Trajectory tracker: displacements and phase-space projections recorded during SGD training
 from sgd_dynamics.measure.tracker import (  # isort: skip
     LinearSchedule,
@@ -148,6 +156,8 @@ __all__ = [
     "ReplicaSGD", "ReplicaState", "ReplicaTrajectory", "init_replicas", "replica_seeds", "run_replicas",
     # spectral_measure
     "NoiseProbes", "noise_probes", "noise_spectral_measure", "hessian_spectral_density",
+    # step_noise
+    "NOISE_ESTIMATORS", "StepNoise", "resolve_noise_estimator", "step_noise", "stochastic_modules",
     # tracker
     "LinearSchedule", "LogSchedule", "as_schedule", "TrajectoryTracker",
 ]

@@ -171,6 +171,34 @@ def _spectrum_section(s: _Study) -> tuple[ReportSection, list[str]]:
     return section, limits
 
 
+def _noise_limitations(s: _Study) -> list[str]:
+    """Which noise estimator the study used (stored in theta_star.h5), and what Dropout/BatchNorm change."""
+    theta = s.theta
+    if "noise_estimator" not in theta:        # a run from before the estimator was recorded
+        return ["The gradient noise was measured as the eval-mode per-example Sigma (this run did not "
+                "record its noise estimator, nor whether the network has Dropout or BatchNorm)."]
+    estimator, modules = str(theta["noise_estimator"]), str(theta["noise_modules"])
+    size = s.config.batch_size
+    if estimator == "minibatch":
+        how = (f"noise estimator: minibatch, the train-mode covariance S Cov(g_B) of "
+               f"{int(theta['noise_minibatches'])} minibatch gradients of S = {size} (sweep points: their "
+               f"own S) drawn with replacement, tr = {float(theta['trace_sigma']):.4g} +- "
+               f"{float(theta['trace_sigma_se']):.2g} at theta*, used as tr(Sigma) and s_i")
+    else:
+        how = "noise estimator: per_example, the per-example Sigma in eval mode, used as S Cov(g_B) = Sigma"
+    if not modules:
+        return [f"The network has no Dropout or BatchNorm, so a step's noise is Sigma / S ({how})."]
+    if estimator == "per_example":
+        return [f"The network has {modules}, but the noise was measured in eval mode ({how}): that misses "
+                "the Dropout masks and BatchNorm's coupling of the examples of a batch, so the speed "
+                "predictions are expected to fall short (noise_estimator = auto or minibatch measures the "
+                "noise a training step sees)."]
+    return [f"The network has {modules}: a training step draws Dropout masks and normalises with the "
+            "batch's own statistics (coupling its examples), which the per-example Sigma of eval mode does "
+            f"not see ({how}). The per-example noise model Sigma / S does not describe such a network; the "
+            "Hessian and the noise-weighted (full-spectrum) measure are still those of eval mode."]
+
+
 # ----------------------------------------------------------------------------------------------- speed
 
 def _speed_figure_data(s: _Study) -> dict[str, dict[str, list]]:
@@ -489,6 +517,7 @@ def _sections(s: _Study) -> tuple[list[ReportSection], list[str]]:
         section, more = build(s)
         sections.append(section)
         limits += more
+    limits += _noise_limitations(s)
     if s.sweep.diverged:
         section, more = _diverged_section(s)
         sections.append(section)
