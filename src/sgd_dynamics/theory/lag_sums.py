@@ -25,7 +25,12 @@ modes with ``rho -> 0`` (a root tends to 1) and for large ``t`` (overflow). Here
 * small ``t`` (<= ``DIRECT_SUM_MAX``, or while ``t |1 - r|`` is small when both roots are near 1) is summed
   directly, where the closed forms lose most digits.
 
-Cost is O(modes) per time point whatever ``t`` is.
+Cost is O(modes) per time point whatever ``t`` is. Summed over modes (``summed=True``, what
+``global_displacement`` needs) it is less: a mode whose transient has decayed below float64 resolution
+contributes only its line ``slope t + intercept``, so it joins running sums of slopes and intercepts at
+that time and costs nothing at later times; the direct sums and the transients are compiled loops
+(numba) with partial sums over blocks of modes, so rounding grows with the block size, not the number of
+modes. The memory is O(modes + times).
 """
 
 from __future__ import annotations
@@ -146,8 +151,8 @@ def displacement_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[n
     out = np.zeros(steps.size) if summed else np.empty((steps.size, c0.size))
     near = _near_one(roots)
     limit = _direct_sum_limit(roots)
-    slope, intercept = _line(roots, c0, c1) if asymptote is None else asymptote
     with np.errstate(all="ignore"):
+        slope, intercept = _line(roots, c0, c1) if asymptote is None else asymptote
         for cols in _column_chunks(np.flatnonzero(near), steps.size if summed else 0):
             sub = _subset(roots, cols)
             r1, e2 = np.real(sub.r1), np.real(sub.e2)
@@ -189,7 +194,8 @@ def _fill_direct_sums(out: NDArray[np.float64], roots: RootPair, c0: NDArray[np.
     """
     if out.ndim == 1:
         zeros = np.zeros_like(c0)
-        params = _transient_parameters(roots, c0, c1, zeros, zeros)
+        with np.errstate(all="ignore"):     # k, w of a free mode are infinite; the direct sum needs neither
+            params = _transient_parameters(roots, c0, c1, zeros, zeros)
         kind, sgn, log_rho, a, a_hi, sin_a, r1 = params[:6] + (params[7],)
         direct = _compiled()[2]
         direct(kind, sgn, log_rho, a, a_hi, sin_a, r1, roots.det, c0, c1, limit, steps, _SUM_BLOCK, out)
@@ -341,7 +347,8 @@ def _compiled():
             for i in range(start, min(start + block, n)):
                 j = np.searchsorted(times, first[i], side="right")
                 rho = math.exp(log_rho[i])
-                p = q = rt = t_prev = gap = fp = fq = fm = 0.0
+                p = q = rt = t_prev = fp = fq = fm = 0.0
+                gap = -1.0                  # no gap cached yet (repeated times have gap 0)
                 steps_left = 0
                 while j < m:
                     t = times[j]
