@@ -55,6 +55,8 @@ _PHASE_GRID = 2.0**20
 _DIRECT_BLOCK = 512
 # Numbers per temporary (steps x modes) array of the near-one modes when summing over modes
 _CHUNK_ELEMENTS = 1 << 19
+# Gaps between consecutive times whose factor r^gap the summed kernel caches per mode
+_GAPS = 64
 # Modes per partial sum of the compiled summed kernel: rounding ~ (block + modes / block) eps, not modes eps
 _SUM_BLOCK = 256
 
@@ -342,6 +344,9 @@ def _compiled():
         modulus = np.exp(log_modulus)
         n, m = kind.size, times.size
         slopes, intercepts = np.zeros(m + 1), np.zeros(m + 1)
+        # r^gap of the current mode for small gaps (log-spaced times repeat a few gaps many times)
+        owner = np.full(_GAPS, -1)
+        gap_p, gap_q, gap_m = np.empty(_GAPS), np.empty(_GAPS), np.empty(_GAPS)
         for start in range(0, n, block):
             part, part_slopes, part_intercepts = np.zeros(m), np.zeros(m + 1), np.zeros(m + 1)
             for i in range(start, min(start + block, n)):
@@ -362,9 +367,15 @@ def _compiled():
                     else:
                         if t - t_prev != gap:
                             gap = t - t_prev
-                            fs, fc = sin_cos(gap, a[i], a_hi[i])
-                            fm = math.exp(gap * log_rho[i])
-                            fp, fq = fm * fc, fm * fs
+                            g = int(gap)
+                            if g < _GAPS and owner[g] == i:
+                                fp, fq, fm = gap_p[g], gap_q[g], gap_m[g]
+                            else:
+                                fs, fc = sin_cos(gap, a[i], a_hi[i])
+                                fm = math.exp(gap * log_rho[i])
+                                fp, fq = fm * fc, fm * fs
+                                if g < _GAPS:
+                                    owner[g], gap_p[g], gap_q[g], gap_m[g] = i, fp, fq, fm
                         p, q, rt = p * fp - q * fq, p * fq + q * fp, rt * fm
                     steps_left -= 1
                     t_prev = t
