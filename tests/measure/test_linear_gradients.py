@@ -158,3 +158,15 @@ def test_float32_model_close_to_float64_loop():
     # float32 activations and products: relative error ~ 1e-7 per gradient entry, 1e-5 leaves a margin
     np.testing.assert_allclose(noise.trace, np.sum(centred**2) / len(g), rtol=1e-5)
     np.testing.assert_allclose(noise.mode_noise, np.mean((centred @ q) ** 2, axis=0), rtol=1e-5)
+
+
+class _MixingReLU(nn.ReLU):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x - x.mean(0))
+
+
+def test_a_subclass_overriding_forward_is_not_trusted():
+    model = nn.Sequential(nn.Linear(3, 4), _MixingReLU(), nn.Linear(4, 2))
+    assert linear_layers(model, LOSSES["ce"], ParameterLayout.from_group(model)) is None
+    plain = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert linear_layers(plain, LOSSES["ce"], ParameterLayout.from_group(plain)) is not None

@@ -72,7 +72,10 @@ class ChunkMoments:
 
 
 def linear_layers(model: nn.Module, loss_fn: object, layout: ParameterLayout) -> LinearLayers | None:
-    """The identity's plan for ``model``, or ``None`` where it does not apply (use ``vmap(grad)``)."""
+    """The identity's plan for ``model`` in eval mode, or ``None`` where it does not apply (``vmap(grad)``).
+
+    ``layout``: the parameter group; every tensor of it must be the weight or bias of an ``nn.Linear``.
+    """
     if not callable(loss_fn) or not _independent_per_example(model):
         return None
     offsets = layout.offsets()
@@ -105,7 +108,7 @@ def _independent_per_example(model: nn.Module) -> bool:
         elif isinstance(module, nn.Flatten):
             ok = kind.forward is nn.Flatten.forward and module.start_dim >= 1   # keeps the example axis
         else:
-            ok = isinstance(module, _ELEMENTWISE) and not list(module.parameters(recurse=False))
+            ok = kind in _ELEMENTWISE      # exactly: a subclass may override forward
         if not ok:
             return False
     return True
