@@ -79,3 +79,42 @@ def test_many_modes_at_once_match_long_double_summation(discrete_reference):
     ref = sum(discrete_reference(0.05, 0.9, hi, si, 2, steps)[0] for hi, si in zip(h, s, strict=True))
     got = global_displacement(rho, s, hp, steps)
     np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_spectrum_summed_over_modes_matches_60_digit_references():
+    # one call over every regime at once, so modes decay at different times: the summed kernel's running
+    # sums of lines, its partial sums and the compiled direct sums must add up to the per-mode references
+    hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=4)
+    h = np.array(list(_curvatures(hp).values()) + list(np.random.default_rng(3).uniform(0, 300, 6)))
+    s = np.linspace(0.3, 1.7, h.size)
+    got = global_displacement(h, s, hp, STEPS)
+    ref = sum(np.array(stationary_displacement_mp(0.01, 0.9, hi, si, 4, STEPS)) for hi, si in zip(h, s,
+                                                                                                    strict=True))
+    # the stability edge's input conditioning (see above) on the mode nearest it
+    np.testing.assert_allclose(got, ref, rtol=1e-12 + 200 * EPS * 2 * 1.9 / (2 * 1.9 - 0.01 * h.max()))
+
+
+def test_unsorted_and_repeated_steps_match_long_double_summation(discrete_reference):
+    # the compiled loops walk the times in ascending order; any order given must give the same values
+    hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=2)
+    h, s = np.array([1.0, 50.0, 250.0]), np.array([1.0, 0.5, 2.0])
+    steps = [300, 1500, 300, 70, 1, 64, 65]
+    ref = sum(discrete_reference(0.01, 0.9, hi, si, 2, steps)[0] for hi, si in zip(h, s, strict=True))
+    np.testing.assert_allclose(global_displacement(h, s, hp, steps), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["discrete", "eq19_sampled_sum"])
+def test_large_spectrum_summed_matches_the_per_mode_closed_form(model):
+    # 1200 modes (several partial-sum blocks) at 200 log-spaced times to 1e7: the summed, compiled path
+    # against the per-mode (steps x modes) evaluation of the same closed form summed by numpy
+    from sgd_dynamics.theory import discrete, phase_space
+
+    rng = np.random.default_rng(0)
+    hp = Hyperparams(lr=0.01, momentum=0.9, batch_size=32)
+    rho = np.concatenate([[0.0], rng.uniform(0, 1, 100), rng.uniform(0, 300, 1099)])
+    s = rng.uniform(0.1, 2.0, rho.size)
+    steps = np.unique(np.logspace(0, 7, 200).astype(np.int64))
+    per_mode = {"discrete": discrete.discrete_displacement_per_mode,
+                "eq19_sampled_sum": phase_space.eq19_sampled_sum_per_mode}[model]
+    dense = per_mode(rho, s, hp, steps).sum(axis=1)
+    np.testing.assert_allclose(global_displacement(rho, s, hp, steps, model=model), dense, rtol=1e-12)

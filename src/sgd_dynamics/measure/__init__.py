@@ -48,6 +48,15 @@ from sgd_dynamics.measure.gradient_noise import (  # isort: skip
     NoiseEigenpairs,
     noise_eigenpairs,
 )
+# Per-example gradient moments of nn.Linear layers from activations and output gradients (no gradient blocks)
+from sgd_dynamics.measure.linear_gradients import (  # isort: skip
+    LinearSlot,
+    LinearLayers,
+    ChunkMoments,
+    linear_layers,
+    layer_directions,
+    chunk_moments,
+)
 # Hessian of the training loss: Hessian-vector products, extreme eigenpairs and the trace
 from sgd_dynamics.measure.hessian import (  # isort: skip
     HessianOperator,
@@ -136,6 +145,8 @@ __all__ = [
     # gradient_noise
     "per_example_gradients", "GradientNoise", "gradient_noise", "NoiseCurvatureFit",
     "fit_noise_to_curvature", "NoiseEigenpairs", "noise_eigenpairs",
+    # linear_gradients
+    "LinearSlot", "LinearLayers", "ChunkMoments", "linear_layers", "layer_directions", "chunk_moments",
     # hessian
     "HessianOperator", "HessianEigenpairs", "hessian_eigenpairs", "top_eigenpairs", "TraceEstimate",
     "hessian_trace", "trace_estimate",

@@ -11,7 +11,11 @@ any constant ``Sigma``: ERRATA 002.3). ``s_i = q_i^T Sigma q_i`` along Hessian e
 least-squares ``sigma^2`` of ``Sigma = sigma^2 H`` (002 section 4, ``s_i = sigma^2 rho_i``) test the
 paper's noise model.
 
-Per-example gradients come from ``torch.func.vmap(torch.func.grad(...))`` over chunks of
+For ``nn.Sequential`` stacks of ``nn.Linear`` and elementwise layers, :func:`gradient_noise` never forms
+per-example gradients: each example's gradient is a sum of per-layer outer products ``delta_n a_n^T``, and
+``||g_n||^2``, ``q^T g_n`` and ``sum_n g_n`` follow from the activations and output gradients of one
+batched forward and backward (:mod:`~sgd_dynamics.measure.linear_gradients`, exact). Otherwise,
+per-example gradients come from ``torch.func.vmap(torch.func.grad(...))`` over chunks of
 ``chunk_size`` examples, so memory is bounded by one ``(chunk_size, m)`` block; chunk statistics are
 merged with the pairwise update of Chan, Golub & LeVeque (1979), which avoids the cancellation of
 ``mean ||g_n||^2 - ||g||^2``. Where ``torch.func`` cannot transform the loss (a closure that calls
@@ -60,6 +64,12 @@ from sgd_dynamics.measure.flat_params import (
     reiterable,
     selected_parameters,
 )
+from sgd_dynamics.measure.linear_gradients import (
+    ChunkMoments,
+    chunk_moments,
+    layer_directions,
+    linear_layers,
+)
 from sgd_dynamics.measure.objective import Loss, Objective
 
 
@@ -70,33 +80,82 @@ def per_example_gradients(model: nn.Module, loss_fn: Loss, batches: BatchSource,
     The loss of example ``n`` is that of a batch of one: ``loss_fn(model(x_n[None]), y_n[None])``, or
     ``fn(model, batch[n:n+1])`` for a closure loss. Columns follow the flat order of the parameter group.
     """
-    require(isinstance(chunk_size, int) and chunk_size >= 1, "chunk_size", chunk_size, "an integer >= 1")
-    objective = Objective(model, loss_fn)
-    group = selected_parameters(model, parameters)
-    layout = ParameterLayout.from_named(group)
-    params = {n: p.detach() for n, p in group}
-    constants = {n: p.detach() for n, p in model.named_parameters() if n not in params}
-    vectorized = True
+    blocks = _GradientBlocks(model, loss_fn, parameters)
     with evaluation_mode(model):
-        for raw in reiterable(batches)():
-            batch, _ = objective.prepare(raw, layout.device)
-            parts, rebuild, n = objective.examples(batch)
-            for start in range(0, n, chunk_size):
-                chunk = [t[start:start + chunk_size] for t in parts]
-                block = None
-                if vectorized:
-                    try:
-                        block = _vmapped_gradients(objective, params, constants, layout, chunk, rebuild)
-                    except (RuntimeError, NotImplementedError) as error:   # what torch.func raises
-                        vectorized = False
-                        first = (str(error).splitlines() or [""])[0][:160]
-                        warnings.warn(f"torch.func.vmap(grad) failed on {type(model).__name__} "
-                                      f"({type(error).__name__}: {first}); computing per-example "
-                                      "gradients one example at a time with torch.autograd.grad",
-                                      stacklevel=2)
-                if block is None:
-                    block = _looped_gradients(objective, params, constants, layout, chunk, rebuild)
-                yield block
+        for chunk, rebuild in _example_chunks(blocks.objective, blocks.layout, batches, chunk_size):
+            yield blocks(chunk, rebuild)
+
+
+def _example_chunks(objective: Objective, layout: ParameterLayout, batches: BatchSource, chunk_size: int
+                    ) -> Iterator[tuple[list[Tensor], Callable[[list[Tensor]], Any]]]:
+    """The examples of every batch in chunks of at most ``chunk_size``, with the batch's rebuild function."""
+    require(isinstance(chunk_size, int) and chunk_size >= 1, "chunk_size", chunk_size, "an integer >= 1")
+    for raw in reiterable(batches)():
+        batch, _ = objective.prepare(raw, layout.device)
+        parts, rebuild, n = objective.examples(batch)
+        for start in range(0, n, chunk_size):
+            yield [t[start:start + chunk_size] for t in parts], rebuild
+
+
+class _GradientBlocks:
+    """Per-example gradient blocks of chunks: ``vmap(grad)``, or (once it failed, with a warning) a loop."""
+
+    def __init__(self, model: nn.Module, loss_fn: Loss, parameters: ParameterSelection) -> None:
+        self.model, self.objective = model, Objective(model, loss_fn)
+        group = selected_parameters(model, parameters)
+        self.layout = ParameterLayout.from_named(group)
+        self.params = {n: p.detach() for n, p in group}
+        self.constants = {n: p.detach() for n, p in model.named_parameters() if n not in self.params}
+        self.vectorized = True
+
+    def __call__(self, chunk: list[Tensor], rebuild: Callable[[list[Tensor]], Any]) -> Tensor:
+        args = (self.objective, self.params, self.constants, self.layout, chunk, rebuild)
+        if self.vectorized:
+            try:
+                return _vmapped_gradients(*args)
+            except (RuntimeError, NotImplementedError) as error:   # what torch.func raises
+                self.vectorized = False
+                first = (str(error).splitlines() or [""])[0][:160]
+                warnings.warn(f"torch.func.vmap(grad) failed on {type(self.model).__name__} "
+                              f"({type(error).__name__}: {first}); computing per-example "
+                              "gradients one example at a time with torch.autograd.grad", stacklevel=3)
+        return _looped_gradients(*args)
+
+
+def _chunk_moments(model: nn.Module, loss_fn: Loss, batches: BatchSource, q: Tensor, chunk_size: int,
+                   parameters: ParameterSelection) -> Iterator[ChunkMoments]:
+    """Every chunk's gradient moments: by the linear-layer identity where it applies, else from blocks.
+
+    The identity holds ``O(widths (k + 2))`` numbers per example instead of ``m``, so it takes chunks of
+    as many examples as fit in one ``(chunk_size, m)`` block; a chunk it cannot do goes to ``vmap(grad)``
+    in pieces of ``chunk_size``.
+    """
+    blocks = _GradientBlocks(model, loss_fn, parameters)
+    layers = None if blocks.objective.is_closure else linear_layers(model, loss_fn, blocks.layout)
+    directions = () if layers is None else layer_directions(layers, q, blocks.layout.dtype)
+    per_example = 1 if layers is None else layers.numbers_per_example(q.shape[1])
+    span = chunk_size * max(1, blocks.layout.dim // per_example)
+    with evaluation_mode(model):
+        for chunk, rebuild in _example_chunks(blocks.objective, blocks.layout, batches, span):
+            moments = None
+            if layers is not None:
+                inputs, targets = rebuild(chunk)
+                if isinstance(inputs, Tensor):
+                    moments = chunk_moments(layers, blocks.params, blocks.constants, blocks.layout, inputs,
+                                            targets, directions, q.shape[1])
+                layers = layers if moments is not None else None    # it failed: blocks from here on
+            if moments is not None:
+                yield moments
+                continue
+            for start in range(0, chunk[0].shape[0], chunk_size):
+                piece = [t[start:start + chunk_size] for t in chunk]
+                yield _block_moments(blocks(piece, rebuild), q)
+
+
+def _block_moments(block: Tensor, q: Tensor) -> ChunkMoments:
+    block_mean = block.mean(0)
+    return ChunkMoments(block.shape[0], block_mean.double(), float((block - block_mean).square().sum()),
+                        block @ q)
 
 
 def _vmapped_gradients(objective: Objective, params: dict[str, Tensor], constants: dict[str, Tensor],
@@ -171,17 +230,14 @@ def gradient_noise(model: nn.Module, loss_fn: Loss, batches: BatchSource,
     count, mean = 0, torch.zeros(layout.dim, dtype=torch.float64, device=layout.device)
     m2, proj_mean = 0.0, torch.zeros(q.shape[1], dtype=torch.float64, device=layout.device)
     proj_m2 = torch.zeros_like(proj_mean)
-    for block in per_example_gradients(model, loss_fn, batches, chunk_size=chunk_size, parameters=parameters):
-        c = block.shape[0]
-        block_mean = block.mean(0)
-        block_m2 = float((block - block_mean).square().sum())
-        proj = block @ q
+    for chunk in _chunk_moments(model, loss_fn, batches, q, chunk_size, parameters):
+        c, proj = chunk.count, chunk.projections
         proj_block_mean = proj.mean(0)
         proj_block_m2 = (proj - proj_block_mean).square().sum(0).double()
         # Chan et al.: merge (count, mean, M2) of two groups without forming E||g||^2 - ||E g||^2.
         total = count + c
-        delta = block_mean.double() - mean
-        m2 += block_m2 + float(delta @ delta) * count * c / total
+        delta = chunk.mean - mean
+        m2 += chunk.centred_m2 + float(delta @ delta) * count * c / total
         mean += delta * (c / total)
         proj_delta = proj_block_mean.double() - proj_mean
         proj_m2 += proj_block_m2 + proj_delta.square() * (count * c / total)

@@ -41,6 +41,8 @@ from sgd_dynamics.theory.moments import StationaryMoments
 
 Model = Literal["discrete", "sde", "continuous", "eq19_sampled_sum"]
 _CHUNK_ELEMENTS = 1 << 19
+# Modes per call of a summed lag sum (its per-mode parameters: a few MB)
+_SUMMED_MODES = 1 << 16
 # Models of the stationary law and of the dynamics ("continuous" is an alias of "sde")
 MODELS: tuple[str, ...] = ("discrete", "sde", "continuous")
 # ... and for the displacement alone, eq. 19's sampled lag sum as well
@@ -84,15 +86,19 @@ def global_displacement(eigenvalues: ArrayLike, noise_variances: ArrayLike, hype
     """
     rho, s = _validated(eigenvalues, noise_variances, hyper, model, DISPLACEMENT_MODELS)
     t = _validated_steps(steps)
-    per_mode = {"discrete": discrete.discrete_displacement_per_mode,
-                "eq19_sampled_sum": phase_space.eq19_sampled_sum_per_mode}.get(
-        model, sde_transient.sde_displacement_per_mode)
+    if model in ("discrete", "eq19_sampled_sum"):
+        summed = {"discrete": discrete.discrete_displacement_per_mode,
+                  "eq19_sampled_sum": phase_space.eq19_sampled_sum_per_mode}[model]
+        # summed over modes inside (decayed transients cost O(1) per mode); chunks bound the parameters
+        return sum((summed(rho[i:i + _SUMMED_MODES], s[i:i + _SUMMED_MODES], hyper, t, summed=True)
+                    for i in range(0, rho.size, _SUMMED_MODES)), start=np.zeros(t.size))
     # bound the (steps x modes) temporaries to a few MB whatever the spectrum size: chunks of modes, so
     # each mode's parameters are set up once for all times
     chunk = max(1, _CHUNK_ELEMENTS // t.size)
     total = np.zeros(t.size)
     for i in range(0, rho.size, chunk):
-        total += per_mode(rho[i:i + chunk], s[i:i + chunk], hyper, t).sum(axis=1)
+        per_mode = sde_transient.sde_displacement_per_mode(rho[i:i + chunk], s[i:i + chunk], hyper, t)
+        total += per_mode.sum(axis=1)
     return total
 
 

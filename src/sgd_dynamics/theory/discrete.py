@@ -87,8 +87,11 @@ def discrete_stationary_moments(eigenvalues: NDArray[np.float64], noise_variance
 
 
 def discrete_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
-                                 hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
+                                 hyper: Hyperparams, steps: NDArray[np.int64], *, summed: bool = False
+                                 ) -> NDArray[np.float64]:
     """Exact ``E(x_{k+t} - x_k)^2`` per mode from a stationary ``z_k``; shape ``(len(steps), modes)``.
+
+    ``summed``: the sum over modes, shape ``(len(steps),)``, at O(1) per (mode, step) once decayed.
 
     Equals ``eta^2 sum_{i,j=1}^t E[v_i v_j]``, evaluated in closed form (see :mod:`lag_sums`).
     """
@@ -108,7 +111,8 @@ def discrete_displacement_per_mode(eigenvalues: NDArray[np.float64], noise_varia
         intercept = np.where(h > 0, 2 * (1 + beta) * q / np.where(h > 0, eh, 1.0),
                              -2 * beta * c0 / (1 - beta) ** 2)
     roots = discrete_root_pair(eigenvalues, hyper)
-    return hyper.lr**2 * displacement_lag_sum(roots, c0, c1, steps, c1_minus_r2_c0, (slope, intercept))
+    return hyper.lr**2 * displacement_lag_sum(roots, c0, c1, steps, c1_minus_r2_c0, (slope, intercept),
+                                             summed=summed)
 
 
 def displacement_from_start_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],

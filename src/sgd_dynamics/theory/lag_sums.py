@@ -25,7 +25,12 @@ modes with ``rho -> 0`` (a root tends to 1) and for large ``t`` (overflow). Here
 * small ``t`` (<= ``DIRECT_SUM_MAX``, or while ``t |1 - r|`` is small when both roots are near 1) is summed
   directly, where the closed forms lose most digits.
 
-Cost is O(modes) per time point whatever ``t`` is.
+Cost is O(modes) per time point whatever ``t`` is. Summed over modes (``summed=True``, what
+``global_displacement`` needs) it is less: a mode whose transient has decayed below float64 resolution
+contributes only its line ``slope t + intercept``, so it joins running sums of slopes and intercepts at
+that time and costs nothing at later times; the direct sums and the transients are compiled loops
+(numba) with partial sums over blocks of modes, so rounding grows with the block size, not the number of
+modes. The memory is O(modes + times).
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ _DIRECT_SUM_CAP = 4096
 _PHASE_GRID = 2.0**20
 # Modes per block of direct summation
 _DIRECT_BLOCK = 512
+# Numbers per temporary (steps x modes) array of the near-one modes when summing over modes
+_CHUNK_ELEMENTS = 1 << 19
+# Gaps between consecutive times whose factor r^gap the summed kernel caches per mode
+_GAPS = 64
+# Modes per partial sum of the compiled summed kernel: rounding ~ (block + modes / block) eps, not modes eps
+_SUM_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -112,51 +123,85 @@ def _regimes(roots: RootPair) -> list[tuple[NDArray[np.bool_], str]]:
 
 def displacement_lag_sum(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64],
                          steps: NDArray[np.int64], c1_minus_r2_c0: NDArray[np.float64],
-                         asymptote: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
-                         ) -> NDArray[np.float64]:
+                         asymptote: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None, *,
+                         summed: bool = False) -> NDArray[np.float64]:
     """``t c0 + 2 sum_{l=1}^{t-1} (t - l) c(l)`` for each step count ``t`` (rows) and mode (columns).
 
     ``c0, c1`` are the stationary lag-0 and lag-1 velocity autocovariances per mode, and
     ``c1_minus_r2_c0 = c(1) - r2 c(0)`` computed stably by the caller: where a root is near 1 the sum is
     rewritten with the Leibniz rule ``psi_{t+1}[r1, r2] = r1 psi_t[r1, r2] + psi_t(r2)`` as
     ``t c0 + 2 [r1 (c1 - r2 c0) psi_t[r1, r2] + c1 psi_t(r2)]``, so the two ``O(t^2)`` terms of a free
-    (``rho -> 0``) mode never cancel. Returns an array of shape ``(len(steps), modes)``.
+    (``rho -> 0``) mode never cancel. Returns an array of shape ``(len(steps), modes)``, or with
+    ``summed`` its sum over modes, shape ``(len(steps),)``, without forming the per-mode array.
 
     Elsewhere the sum is split into its large-``t`` line and a decaying transient,
     ``slope t + intercept + 2 [c1 T_{t+1} - det c0 T_t]`` with ``T_t = Re(r1^t) K + u_t Re(e2^-2)`` and
     ``K = (e1 + e2) / (e1 e2)^2`` (real arithmetic per damping regime, compiled), and the transient is
-    dropped once it is below float64 resolution. ``asymptote = (slope, intercept)`` per mode: the exact
-    line if the caller knows it (a confined mode has slope 0), else computed from ``c0, c1`` and the roots.
+    dropped once it is below float64 resolution: summed, a mode then adds its line to every later time
+    at O(1) cost (the lines of all decayed modes are summed once). ``asymptote = (slope, intercept)``
+    per mode: the exact line if the caller knows it (a confined mode has slope 0), else computed from
+    ``c0, c1`` and the roots.
     """
     steps = np.asarray(steps, dtype=np.int64)
+    order = np.argsort(steps, kind="stable")
+    if np.any(order != np.arange(steps.size)):    # the kernels walk the times in ascending order
+        out = np.empty((steps.size,) if summed else (steps.size, c0.size))
+        out[order] = displacement_lag_sum(roots, c0, c1, steps[order], c1_minus_r2_c0, asymptote,
+                                          summed=summed)
+        return out
     t = steps.astype(np.float64)[:, None]
-    out = np.empty((steps.size, c0.size))
+    out = np.zeros(steps.size) if summed else np.empty((steps.size, c0.size))
     near = _near_one(roots)
     limit = _direct_sum_limit(roots)
     with np.errstate(all="ignore"):
-        if np.any(near):
-            sub = _subset(roots, near)
+        slope, intercept = _line(roots, c0, c1) if asymptote is None else asymptote
+        for cols in _column_chunks(np.flatnonzero(near), steps.size if summed else 0):
+            sub = _subset(roots, cols)
             r1, e2 = np.real(sub.r1), np.real(sub.e2)
             psi_t = _divided_psi(sub, t)
-            value = t * c0[near] + 2 * (r1 * c1_minus_r2_c0[near] * psi_t + c1[near] * _psi_real_root(t, e2))
-            slope, intercept = _line(roots, c0, c1) if asymptote is None else asymptote
-            line = slope[near] * t + intercept[near]
-            out[:, near] = np.where(_decayed(sub, c0[near], c1[near], line, t), line, value)
+            value = t * c0[cols] + 2 * (r1 * c1_minus_r2_c0[cols] * psi_t + c1[cols] * _psi_real_root(t, e2))
+            line = slope[cols] * t + intercept[cols]
+            value = np.where(_decayed(sub, c0[cols], c1[cols], line, t), line, value)
+            if summed:      # the direct sums below replace t <= limit
+                out += np.where(steps[:, None] <= limit[cols], 0.0, value).sum(axis=1)
+            else:
+                out[:, cols] = value
         far = np.flatnonzero(~near)
         if far.size:
-            slope, intercept = _line(roots, c0, c1) if asymptote is None else asymptote
             params = _transient_parameters(_subset(roots, far), c0[far], c1[far], slope[far], intercept[far])
-            block = out if far.size == c0.size else np.empty((steps.size, far.size))
-            _transient_kernel()(*params, limit[far], t[:, 0], block)
-            if block is not out:
-                out[:, far] = block
+            if summed:
+                _summed_transient_kernel()(*params, limit[far], t[:, 0], _SUM_BLOCK, out)
+            else:
+                block = out if far.size == c0.size else np.empty((steps.size, far.size))
+                _transient_kernel()(*params, limit[far], t[:, 0], block)
+                if block is not out:
+                    out[:, far] = block
     _fill_direct_sums(out, roots, c0, c1, steps, limit)
     return out
 
 
+def _column_chunks(cols: NDArray[np.int64], rows: int) -> list[NDArray[np.int64]]:
+    """``cols`` in pieces of at most ``_CHUNK_ELEMENTS / rows`` (all at once when ``rows`` is 0)."""
+    if cols.size == 0:
+        return []
+    size = cols.size if rows == 0 else max(1, _CHUNK_ELEMENTS // rows)
+    return [cols[i:i + size] for i in range(0, cols.size, size)]
+
+
 def _fill_direct_sums(out: NDArray[np.float64], roots: RootPair, c0: NDArray[np.float64],
                       c1: NDArray[np.float64], steps: NDArray[np.int64], limit: NDArray[np.int64]) -> None:
-    """Overwrite ``out`` by direct summation where ``t <= limit``, in blocks of modes of similar limit."""
+    """Overwrite ``out`` by direct summation where ``t <= limit``, in blocks of modes of similar limit.
+
+    A 1-D ``out`` is the sum over modes: the direct sums are added to it, by a compiled loop over lags.
+    """
+    if out.ndim == 1:
+        zeros = np.zeros_like(c0)
+        with np.errstate(all="ignore"):     # k, w of a free mode are infinite; the direct sum needs neither
+            params = _transient_parameters(roots, c0, c1, zeros, zeros)
+        kind, sgn, log_rho, a, a_hi, sin_a, r1 = params[:6] + (params[7],)
+        direct = _compiled()[2]
+        direct(kind, sgn, log_rho, a, a_hi, sin_a, r1, roots.det, c0, c1, limit, steps, _SUM_BLOCK, out)
+        return
     need = steps[:, None] <= limit[None, :]
     cols = np.flatnonzero(need.any(axis=0))
     cols = cols[np.argsort(limit[cols], kind="stable")]  # a block sums only as far as its own modes need
@@ -209,64 +254,203 @@ def _decayed(roots: RootPair, c0: NDArray[np.float64], c1: NDArray[np.float64], 
 
 
 @functools.cache
-def _transient_kernel():
-    """The compiled loop over (mode, time) of :func:`displacement_lag_sum` (numba imported here only)."""
+def _compiled():
+    """The compiled pieces of :func:`displacement_lag_sum` (numba imported here only)."""
     import numba
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    jit = numba.njit(nogil=True, cache=True, error_model="numpy")
+
+    @jit
     def log_sinhc(x):
         if x < 1e-4:
             return x * x / 6
         return x - math.log(2 * x) + math.log(-math.expm1(-2 * x))
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @jit
+    def sin_cos(t, a, a_hi):
+        """``sin(t a), cos(t a)`` with ``t a_hi`` exact (as :func:`sin_cos_of_multiple`)."""
+        x, y = t * a_hi, t * (a - a_hi)
+        sx, cx, sy, cy = math.sin(x), math.cos(x), math.sin(y), math.cos(y)
+        return sx * cy + cx * sy, cx * cy - sx * sy
+
+    @jit
+    def transient(i, t, rt, kind, sgn, log_rho, a, a_hi, sin_a, cos_a, r1, k, w, c1, det_c0):
+        """``2 [c1 T_{t+1} - det c0 T_t]`` of mode ``i`` at step ``t``, ``rt = |r1|^t``."""
+        s_t = sgn[i] if (sgn[i] < 0 and t % 2 == 1) else 1.0
+        if kind[i] == 2:
+            x, y = t * a_hi[i], t * (a[i] - a_hi[i])
+            sx, cx, sy, cy = math.sin(x), math.cos(x), math.sin(y), math.cos(y)
+            st, ct = sx * cy + cx * sy, cx * cy - sx * sy
+            rho = math.exp(log_rho[i])
+            re_t = s_t * rt * ct
+            u_t = s_t * sgn[i] * rt / rho * st / sin_a[i]
+            re_t1 = s_t * sgn[i] * rt * rho * (ct * cos_a[i] - st * sin_a[i])
+            u_t1 = s_t * rt * (st * cos_a[i] + ct * sin_a[i]) / sin_a[i]
+        elif kind[i] == 1:
+            re_t = s_t * rt
+            r2t = s_t * math.exp(t * (log_rho[i] - a[i]))
+            u_t = s_t * sgn[i] * math.exp((t - 1) * log_rho[i] + math.log(t) + log_sinhc(t * a[i])
+                                          - log_sinhc(a[i]))
+            re_t1 = re_t * r1[i]
+            u_t1 = r1[i] * u_t + r2t
+        else:
+            re_t = r1[i] ** t
+            u_t = r1[i] ** (t - 1)
+            re_t1, u_t1 = re_t * r1[i], re_t
+        return 2 * (c1[i] * (re_t1 * k[i] + u_t1 * w[i]) - det_c0[i] * (re_t * k[i] + u_t * w[i]))
+
+    @jit
+    def decayed(i, t, rt, line, modulus, k, w, log_modulus, amp, u_cap):
+        """The transient's bound is below float64 resolution of the line (and it only decays from here)."""
+        bound = amp[i] * rt * (abs(k[i]) + abs(w[i]) * min((t + 1) / modulus[i], u_cap[i]))
+        return bound <= 2.0**-54 * abs(line) and -t * log_modulus[i] >= 1
+
+    @jit
     def kernel(kind, sgn, log_rho, a, a_hi, sin_a, cos_a, r1, r2, k, w, c1, det_c0, slope, intercept,
                log_modulus, amp, u_cap, first, times, out):
-        resolution = 2.0**-54
         modulus = np.exp(log_modulus)
         # times ascending, so a mode once decayed stays decayed; rows of out are written contiguously
-        decayed = np.zeros(kind.size, dtype=np.bool_)
+        done = np.zeros(kind.size, dtype=np.bool_)
         for j in range(times.size):
             t = times[j]
             for i in range(kind.size):
                 if t <= first[i]:
                     continue
                 line = slope[i] * t + intercept[i]
-                if decayed[i]:
-                    out[j, i] = line
-                    continue
-                rt = math.exp(t * log_modulus[i])
-                bound = amp[i] * rt * (abs(k[i]) + abs(w[i]) * min((t + 1) / modulus[i], u_cap[i]))
-                if bound <= resolution * abs(line) and -t * log_modulus[i] >= 1:
-                    decayed[i] = True
-                    out[j, i] = line
-                    continue
-                s_t = sgn[i] if (sgn[i] < 0 and t % 2 == 1) else 1.0
-                if kind[i] == 2:
-                    x, y = t * a_hi[i], t * (a[i] - a_hi[i])
-                    sx, cx, sy, cy = math.sin(x), math.cos(x), math.sin(y), math.cos(y)
-                    st, ct = sx * cy + cx * sy, cx * cy - sx * sy
-                    rho = math.exp(log_rho[i])
-                    re_t = s_t * rt * ct
-                    u_t = s_t * sgn[i] * rt / rho * st / sin_a[i]
-                    re_t1 = s_t * sgn[i] * rt * rho * (ct * cos_a[i] - st * sin_a[i])
-                    u_t1 = s_t * rt * (st * cos_a[i] + ct * sin_a[i]) / sin_a[i]
-                elif kind[i] == 1:
-                    re_t = s_t * rt
-                    r2t = s_t * math.exp(t * (log_rho[i] - a[i]))
-                    u_t = s_t * sgn[i] * math.exp((t - 1) * log_rho[i] + math.log(t) + log_sinhc(t * a[i])
-                                                  - log_sinhc(a[i]))
-                    re_t1 = re_t * r1[i]
-                    u_t1 = r1[i] * u_t + r2t
-                else:
-                    re_t = r1[i] ** t
-                    u_t = r1[i] ** (t - 1)
-                    re_t1, u_t1 = re_t * r1[i], re_t
-                transient_t = re_t * k[i] + u_t * w[i]
-                transient_t1 = re_t1 * k[i] + u_t1 * w[i]
-                out[j, i] = line + 2 * (c1[i] * transient_t1 - det_c0[i] * transient_t)
+                if not done[i]:
+                    rt = math.exp(t * log_modulus[i])
+                    done[i] = decayed(i, t, rt, line, modulus, k, w, log_modulus, amp, u_cap)
+                    if not done[i]:
+                        line += transient(i, t, rt, kind, sgn, log_rho, a, a_hi, sin_a, cos_a, r1, k, w,
+                                          c1, det_c0)
+                out[j, i] = line
 
-    return kernel
+    @jit
+    def complex_transient(i, t, p, q, rho, sgn, sin_a, cos_a, k, w, c1, det_c0):
+        """:func:`transient` of a complex pair from ``rho^t (cos(t a), sin(t a)) = (p, q)``."""
+        s_t = sgn[i] if (sgn[i] < 0 and t % 2 == 1) else 1.0
+        re_t, u_t = s_t * p, s_t * sgn[i] * q / (rho * sin_a[i])
+        re_t1 = s_t * sgn[i] * rho * (p * cos_a[i] - q * sin_a[i])
+        u_t1 = s_t * (q * cos_a[i] + p * sin_a[i]) / sin_a[i]
+        return 2 * (c1[i] * (re_t1 * k[i] + u_t1 * w[i]) - det_c0[i] * (re_t * k[i] + u_t * w[i]))
+
+    @jit
+    def summed_kernel(kind, sgn, log_rho, a, a_hi, sin_a, cos_a, r1, r2, k, w, c1, det_c0, slope,
+                      intercept, log_modulus, amp, u_cap, first, times, block, out):
+        # a mode adds its value at each t > first until its transient decays; from there on only its
+        # line, through running sums of the slopes and intercepts that start at that time. A complex
+        # pair's r^t steps from time to time by the factor r^(t - t_prev) (cached while the gap repeats,
+        # re-anchored exactly every 16 times: within ~50 ulp of the transient, not one ulp per product)
+        modulus = np.exp(log_modulus)
+        n, m = kind.size, times.size
+        slopes, intercepts = np.zeros(m + 1), np.zeros(m + 1)
+        # r^gap of the current mode for small gaps (log-spaced times repeat a few gaps many times)
+        owner = np.full(_GAPS, -1)
+        gap_p, gap_q, gap_m = np.empty(_GAPS), np.empty(_GAPS), np.empty(_GAPS)
+        for start in range(0, n, block):
+            part, part_slopes, part_intercepts = np.zeros(m), np.zeros(m + 1), np.zeros(m + 1)
+            for i in range(start, min(start + block, n)):
+                j = np.searchsorted(times, first[i], side="right")
+                rho = math.exp(log_rho[i])
+                p = q = rt = t_prev = fp = fq = fm = 0.0
+                gap = -1.0                  # no gap cached yet (repeated times have gap 0)
+                steps_left = 0
+                while j < m:
+                    t = times[j]
+                    line = slope[i] * t + intercept[i]
+                    if kind[i] != 2:
+                        rt = math.exp(t * log_modulus[i])
+                    elif steps_left == 0:
+                        st, ct = sin_cos(t, a[i], a_hi[i])
+                        rt = math.exp(t * log_rho[i])
+                        p, q, steps_left = rt * ct, rt * st, 16
+                    else:
+                        if t - t_prev != gap:
+                            gap = t - t_prev
+                            g = int(gap)
+                            if g < _GAPS and owner[g] == i:
+                                fp, fq, fm = gap_p[g], gap_q[g], gap_m[g]
+                            else:
+                                fs, fc = sin_cos(gap, a[i], a_hi[i])
+                                fm = math.exp(gap * log_rho[i])
+                                fp, fq = fm * fc, fm * fs
+                                if g < _GAPS:
+                                    owner[g], gap_p[g], gap_q[g], gap_m[g] = i, fp, fq, fm
+                        p, q, rt = p * fp - q * fq, p * fq + q * fp, rt * fm
+                    steps_left -= 1
+                    t_prev = t
+                    if decayed(i, t, rt, line, modulus, k, w, log_modulus, amp, u_cap):
+                        break
+                    if kind[i] == 2:
+                        line += complex_transient(i, t, p, q, rho, sgn, sin_a, cos_a, k, w, c1, det_c0)
+                    else:
+                        line += transient(i, t, rt, kind, sgn, log_rho, a, a_hi, sin_a, cos_a, r1, k, w, c1,
+                                          det_c0)
+                    part[j] += line
+                    j += 1
+                part_slopes[j] += slope[i]
+                part_intercepts[j] += intercept[i]
+            out += part
+            slopes += part_slopes
+            intercepts += part_intercepts
+        slope_sum, intercept_sum = 0.0, 0.0
+        for j in range(m):
+            slope_sum += slopes[j]
+            intercept_sum += intercepts[j]
+            out[j] += slope_sum * times[j] + intercept_sum
+
+    @jit
+    def summed_direct(kind, sgn, log_rho, a, a_hi, sin_a, r1, det, c0, c1, last, steps, block, out):
+        # per mode, c(l) = u_l c1 - det u_{l-1} c0 for l < last, accumulated into A(t) = sum_{l<t} c(l)
+        # and B(t) = sum_{l<t} l c(l); the complex roots' u_l from exact anchors every 16 lags times an
+        # exact table of 16 (each factor within an ulp, as sin_cos_of_multiple's two products)
+        n, m, span = kind.size, steps.size, 16
+        cos_d, sin_d, pow_d = np.empty(span), np.empty(span), np.empty(span)
+        for start in range(0, n, block):
+            part = np.zeros(m)
+            for i in range(start, min(start + block, n)):
+                if kind[i] == 2:
+                    for d in range(span):
+                        sin_d[d], cos_d[d] = sin_cos(d, a[i], a_hi[i])
+                        pow_d[d] = math.exp((d - 1) * log_rho[i])
+                acc, acc_l, u_prev, j = 0.0, 0.0, 0.0, 0
+                anchor_sin, anchor_cos, anchor_pow = 0.0, 1.0, 1.0
+                for ell in range(1, last[i] + 1):
+                    while j < m and steps[j] == ell:     # A, B hold the lags < ell here
+                        part[j] += ell * c0[i] + 2 * (ell * acc - acc_l)
+                        j += 1
+                    if j == m or steps[j] > last[i]:
+                        break
+                    sign = -1.0 if (sgn[i] < 0 and (ell - 1) % 2 == 1) else 1.0
+                    if kind[i] == 2:
+                        d = ell % span
+                        if d == 0 or ell == 1:
+                            anchor_sin, anchor_cos = sin_cos(ell - d, a[i], a_hi[i])
+                            anchor_pow = math.exp((ell - d) * log_rho[i])
+                        sin_l = anchor_sin * cos_d[d] + anchor_cos * sin_d[d]
+                        u = sign * anchor_pow * pow_d[d] * sin_l / sin_a[i]
+                    elif kind[i] == 1:
+                        u = sign * math.exp((ell - 1) * log_rho[i] + math.log(ell) + log_sinhc(ell * a[i])
+                                            - log_sinhc(a[i]))
+                    else:
+                        u = r1[i] ** (ell - 1)
+                    c = u * c1[i] - det[i] * u_prev * c0[i]
+                    acc += c
+                    acc_l += ell * c
+                    u_prev = u
+            out += part
+
+    return kernel, summed_kernel, summed_direct
+
+
+def _transient_kernel():
+    """The compiled loop over (mode, time) of :func:`displacement_lag_sum`, per mode."""
+    return _compiled()[0]
+
+
+def _summed_transient_kernel():
+    """The compiled loop over (mode, time) of :func:`displacement_lag_sum`, summed over modes."""
+    return _compiled()[1]
 
 
 def _near_one(roots: RootPair) -> NDArray[np.bool_]:

@@ -111,12 +111,14 @@ def velocity_autocorrelation(eigenvalues: NDArray[np.float64], hyper: Hyperparam
 
 
 def eq19_sampled_sum_per_mode(eigenvalues: NDArray[np.float64], noise_variances: NDArray[np.float64],
-                                 hyper: Hyperparams, steps: NDArray[np.int64]) -> NDArray[np.float64]:
+                                 hyper: Hyperparams, steps: NDArray[np.int64], *, summed: bool = False
+                                 ) -> NDArray[np.float64]:
     """002 eq. 19 as a sampled lag sum: ``eta^2 sum_{i,j=1}^t E[v(eta i) v(eta j)]`` per mode.
 
-    Shape ``(len(steps), modes)``. The SDE's velocity correlation sampled at integer lags does not sum to
-    zero, so this grows linearly forever even for a confined mode (ERRATA 002.6); it is kept, labelled, for
-    comparison with the paper. The SDE's own displacement is :func:`sde_transient.sde_displacement_per_mode`.
+    Shape ``(len(steps), modes)``, or ``(len(steps),)`` summed over modes. The SDE's velocity correlation
+    sampled at integer lags does not sum to zero, so this grows linearly forever even for a confined mode
+    (ERRATA 002.6); it is kept, labelled, for comparison with the paper. The SDE's own displacement is
+    :func:`sde_transient.sde_displacement_per_mode`.
     """
     g, w2 = step_rates(eigenvalues, hyper)
     c0 = np.asarray(noise_variances, dtype=np.float64) / hyper.inverse_temperature
@@ -125,7 +127,7 @@ def eq19_sampled_sum_per_mode(eigenvalues: NDArray[np.float64], noise_variances:
     a = np.sqrt(np.maximum((g - np.sqrt(w2)) * (g + np.sqrt(w2)), 0.0))
     c1_minus_r2_c0 = -c0 * np.exp(-g + _log_sinhc(a)) * w2 / (g + a)
     roots = sde_root_pair(eigenvalues, hyper)
-    return hyper.lr**2 * displacement_lag_sum(roots, c0, c1, steps, c1_minus_r2_c0)
+    return hyper.lr**2 * displacement_lag_sum(roots, c0, c1, steps, c1_minus_r2_c0, summed=summed)
 
 
 def sde_mean_trajectory(eigenvalues: NDArray[np.float64], hyper: Hyperparams, steps: NDArray[np.float64],
