@@ -117,3 +117,23 @@ def test_report_warns_when_eval_mode_sigma_is_used_on_such_a_network():
     assert "no Dropout or BatchNorm" in text and "noise estimator: per_example" in text
     (text,) = report._noise_limitations(_study({}))        # a run from before the estimator was recorded
     assert "did not record" in text
+
+
+def test_pretraining_a_dropout_model_is_reproducible_whatever_the_process_drew_before(tmp_path):
+    """Dropout masks come from the config's seed: theta* does not depend on the global generator's state."""
+    from sgd_dynamics.experiments.study import prepare, pretrain
+
+    (tmp_path / "bnd_study_mod.py").write_text(textwrap.dedent(MODULE))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        config = StudyConfig(**{**CONFIG, "pretrain_epochs": 2})
+        states = []
+        for i, draw in enumerate((0, 1)):
+            torch.manual_seed(draw)           # a different past for the global generator
+            torch.rand(draw + 3)
+            states.append(pretrain(config, prepare(config), tmp_path / f"run{i}", progress=False))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("bnd_study_mod", None)
+    for name, value in states[0].items():
+        assert torch.equal(value, states[1][name]), name

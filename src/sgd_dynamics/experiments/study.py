@@ -136,19 +136,23 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
         done[0] += steps
 
     batches = minibatch_indices(n, config.batch_size, "without_replacement", config.seed)
-    try:
-        train_steps(anneal)
-        if config.settle_steps:
-            xm, ym = monitor_subset(setup.x, setup.y, config.monitor_examples, config.seed)
-            def observe() -> dict[str, float]:
-                return monitored_values(model, setup.loss_fn, xm, ym, config.seed)
+    # Dropout masks from the config's seed, not from what the process drew before: theta* is reproducible
+    # (a model without stochastic modules draws nothing from the global generator)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        try:
+            train_steps(anneal)
+            if config.settle_steps:
+                xm, ym = monitor_subset(setup.x, setup.y, config.monitor_examples, config.seed)
+                def observe() -> dict[str, float]:
+                    return monitored_values(model, setup.loss_fn, xm, ym, config.seed)
 
-            record = settle_until_certified(train_steps, observe, window_steps=config.settle_steps,
-                                            observations=config.settle_observations,
-                                            max_windows=config.settle_windows_max)
-            save_settle(run_dir, config.pretrain_key(), record)
-    finally:
-        bar.close()
+                record = settle_until_certified(train_steps, observe, window_steps=config.settle_steps,
+                                                observations=config.settle_observations,
+                                                max_windows=config.settle_windows_max)
+                save_settle(run_dir, config.pretrain_key(), record)
+        finally:
+            bar.close()
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     cache.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
