@@ -4,8 +4,10 @@ The Hessian ``H = nabla^2 L(theta)`` of the mean loss over a whole data set (002
 I.1: the ``rho_i, q_i`` of eqs. 9-19 are its eigenpairs) is never formed. Products ``H V`` are exact
 Hessian-vector products of each batch (:mod:`~sgd_dynamics.measure.hvp`): forward-over-reverse
 ``jvp(grad(L))`` with ``torch.func`` (a block of vectors at once through ``vmap``), or reverse-over-reverse
-double backward where forward-mode AD is unavailable (``hvp="auto"``, the default, tries the first and
-falls back to the second with a warning; the choice is reported). The loss over several batches is
+double backward, whose gradient graph is kept when the data is one batch so that each product costs one
+backward pass (:class:`~sgd_dynamics.measure.hvp.GradientGraph`). ``hvp="auto"``, the default, tries the
+faster of the two (the kept double backward for one batch, forward-over-reverse blocks for several) and
+falls back to the other with a warning; the choice is reported. The loss over several batches is
 weighted by batch size, ``L = sum_b n_b L_b / N``, so that it is the mean over all examples whatever the
 batching. The loss is ``loss_fn(outputs, targets)`` or a closure ``fn(model, batch)``
 (:mod:`~sgd_dynamics.measure.objective`). HVPs run in eval mode (BatchNorm running statistics, no
@@ -64,7 +66,7 @@ from sgd_dynamics.measure.flat_params import (
     reiterable,
     selected_parameters,
 )
-from sgd_dynamics.measure.hvp import forward_over_reverse, reverse_over_reverse
+from sgd_dynamics.measure.hvp import GradientGraph, forward_over_reverse, reverse_over_reverse
 from sgd_dynamics.measure.objective import Loss, LossFn, Objective
 
 __all__ = ["HessianOperator", "HessianEigenpairs", "hessian_eigenpairs", "top_eigenpairs", "TraceEstimate",
@@ -93,8 +95,10 @@ class HessianOperator:
     vectorize : ``False`` computes a block one vector at a time (for modules without vmap support).
     parameters : the group ``H`` is taken over: ``None`` (the trainable parameters), a name filter
         ``name -> bool`` or a list of parameters; vectors are in the group's flat order.
-    hvp : ``"forward-over-reverse"``, ``"reverse-over-reverse"`` or ``"auto"`` (the first, falling back
-        to the second with a warning when it raises); ``hvp_method`` says which one is in use.
+    hvp : ``"forward-over-reverse"``, ``"reverse-over-reverse"`` or ``"auto"`` (for one batch the second,
+        on a kept gradient graph, else the first; the other with a warning when it raises);
+        ``hvp_method`` says which one is in use. One batch (a tensor pair or a one-element list)
+        keeps its gradient graph for the operator's life under ``"reverse-over-reverse"``.
     process_group : ``None`` (one process), or a ``torch.distributed`` group whose ranks each pass their
         own shard as ``batches``: ``H`` is then that of the mean loss over the union of the shards.
     """
@@ -116,6 +120,9 @@ class HessianOperator:
         self.block_size, self.vectorize = block_size, vectorize
         self.hvp_method: str | None = None if hvp == "auto" else hvp
         self.hvp_count = 0
+        self._single_batch = _is_single_batch(batches)
+        self._graph: tuple[GradientGraph, int] | None = None
+        self._last_count = 0
 
     @property
     def dim(self) -> int:
@@ -130,16 +137,13 @@ class HessianOperator:
         out = torch.zeros_like(rows)
         total = 0
         with evaluation_mode(self.model):
-            for raw in self._batches():
-                batch, n = self.objective.prepare(raw, self.layout.device)
-                if method == "forward-over-reverse":
-                    hv = forward_over_reverse(self.objective, self.params, self._constants, self.layout,
-                                              batch, rows, vectorize=self.vectorize)
-                else:
-                    hv = reverse_over_reverse(self.objective, self.params, self._constants, self.layout,
-                                              batch, rows)
-                out.add_(hv, alpha=float(n))
-                total += n
+            if method == "reverse-over-reverse" and self._single_batch:
+                graph, total = self._kept_graph()
+                out.add_(graph.rows(rows), alpha=float(total))
+            else:
+                for raw in self._batches():
+                    out.add_(self._batch_rows(raw, rows, method), alpha=float(self._last_count))
+                    total += self._last_count
         if self.process_group is not None:
             # Weighted by example counts: sum_r sum_b n_b H_b V / sum_r sum_b n_b, the union's mean loss.
             all_reduce_sum(out, self.process_group)
@@ -149,23 +153,43 @@ class HessianOperator:
             raise ValueError("batches yielded no examples: expected at least one non-empty batch")
         return out.div_(total)
 
+    def _batch_rows(self, raw: Any, rows: Tensor, method: str) -> Tensor:
+        batch, self._last_count = self.objective.prepare(raw, self.layout.device)
+        if method == "forward-over-reverse":
+            return forward_over_reverse(self.objective, self.params, self._constants, self.layout, batch, rows,
+                                        vectorize=self.vectorize)
+        return reverse_over_reverse(self.objective, self.params, self._constants, self.layout, batch, rows)
+
+    def _kept_graph(self) -> tuple[GradientGraph, int]:
+        """The single batch's gradient graph, built on first use and kept (see :class:`GradientGraph`)."""
+        if self._graph is None:
+            (raw,) = list(self._batches())
+            batch, n = self.objective.prepare(raw, self.layout.device)
+            self._graph = (GradientGraph(self.objective, self.params, self._constants, self.layout, batch), n)
+        return self._graph
+
     def _rows_hvp(self, rows: Tensor) -> Tensor:
         if self.hvp_method is not None:
             return self._sweep(rows, self.hvp_method)
+        # One batch: a kept double-backward graph makes each product one backward pass, cheaper than a
+        # fresh forward-over-reverse product; several batches: the forward-over-reverse vmap block.
+        first, second = ("forward-over-reverse", "reverse-over-reverse")
+        if self._single_batch:
+            first, second = second, first
         try:
-            out = self._sweep(rows, "forward-over-reverse")
-        except (RuntimeError, NotImplementedError) as error:   # torch's errors for missing forward AD
+            out = self._sweep(rows, first)
+        except (RuntimeError, NotImplementedError) as error:   # torch's errors for a missing derivative
             failure = error
+            self._graph = None
         else:
-            self.hvp_method = "forward-over-reverse"
+            self.hvp_method = first
             return out
         warnings.warn(
-            f"forward-over-reverse Hessian-vector products failed on {type(self.model).__name__} "
-            f"({type(failure).__name__}: {_first_line(failure)}); using the exact reverse-over-reverse "
-            "double backward instead (one backward pass per vector); pass hvp='reverse-over-reverse' "
-            "to choose it",
+            f"{first} Hessian-vector products failed on {type(self.model).__name__} "
+            f"({type(failure).__name__}: {_first_line(failure)}); using the exact {second} products "
+            f"instead; pass hvp='{second}' to choose it",
             stacklevel=2)
-        self.hvp_method = "reverse-over-reverse"
+        self.hvp_method = second
         return self._sweep(rows, self.hvp_method)
 
     def matmat(self, vectors: Tensor) -> Tensor:
@@ -194,6 +218,12 @@ class HessianOperator:
 
         return spla.LinearOperator(self.shape, matvec=apply, rmatvec=apply, matmat=apply, rmatmat=apply,
                                    dtype=np.float64)
+
+
+def _is_single_batch(batches: BatchSource) -> bool:
+    """One fixed batch: an ``(inputs, targets)`` pair of tensors or a list/tuple holding one batch."""
+    pair = isinstance(batches, tuple) and len(batches) == 2 and all(isinstance(b, Tensor) for b in batches)
+    return pair or (isinstance(batches, (list, tuple)) and len(batches) == 1)
 
 
 def _first_line(error: BaseException) -> str:
