@@ -17,8 +17,10 @@ Parameter groups: ``parameters=`` restricts ``H`` to a group (default: the train
 diagonal block of the full Hessian for that group; its vectors live in the flat space of the group
 (:mod:`~sgd_dynamics.measure.flat_params`), the other parameters are held at their values.
 
-Eigenpairs: restarted Lanczos (ARPACK ``eigsh``) or the block method LOBPCG (block HVPs); both report
-the residual ``||H q_i - rho_i q_i||`` of every pair, recomputed with one final block product. Which end
+Eigenpairs: thick-restart Lanczos (:mod:`~sgd_dynamics.estimation.thick_restart`, the default), whose
+residuals ``||H q_i - rho_i q_i||`` come from the Krylov relation without further products; ARPACK's
+implicitly restarted Lanczos (``eigsh``) or the block method LOBPCG (block HVPs), whose residuals are
+recomputed with one final block product. Which end
 of the spectrum: ``which="LA"`` the ``k`` algebraically largest (the default: the sharp directions),
 ``"SA"`` the ``k`` smallest (negative curvature away from a minimum), ``"BE"`` both ends (``k - k // 2``
 largest and ``k // 2`` smallest, ARPACK's convention, as the 002 authors' code used), ``"LM"`` the ``k``
@@ -27,7 +29,8 @@ last), with their sign. Trace: Hutchinson (Rademacher probes) and Hutch++ (Meyer
 Woodruff 2021, alg. 1) with a standard error from the spread of the probes, or ``"exact"``
 (``sum_j e_j^T H e_j``, ``m`` products, for small models).
 
-Cost: Lanczos needs one sequential HVP per iteration and the fewest HVPs; it is the default. LOBPCG
+Cost: Lanczos needs one sequential HVP per iteration and the fewest HVPs (on one batch each is a
+backward pass through the kept gradient graph); it is the default. LOBPCG
 applies blocks (``vmap`` shares the primal pass, 1.3-1.7x cheaper per vector on CPU) but needs about
 3x more of them and ``O(m k^2)`` dense work per iteration (keep BLAS threads from oversubscribing the CPU).
 
@@ -57,6 +60,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
+from sgd_dynamics.estimation.thick_restart import thick_restart_lanczos
 from sgd_dynamics.measure.data_shards import all_reduce_sum, check_process_group
 from sgd_dynamics.measure.flat_params import (
     BatchSource,
@@ -73,7 +77,7 @@ __all__ = ["HessianOperator", "HessianEigenpairs", "hessian_eigenpairs", "top_ei
            "hessian_trace", "trace_estimate", "Loss", "LossFn"]
 
 Which = Literal["LA", "SA", "BE", "LM"]
-EigenMethod = Literal["lanczos", "lobpcg"]
+EigenMethod = Literal["lanczos", "arpack", "lobpcg"]
 TraceMethod = Literal["hutchinson", "hutch++", "exact"]
 HvpMethod = Literal["auto", "forward-over-reverse", "reverse-over-reverse"]
 _HVP_METHODS = ("auto", "forward-over-reverse", "reverse-over-reverse")
@@ -156,8 +160,8 @@ class HessianOperator:
     def _batch_rows(self, raw: Any, rows: Tensor, method: str) -> Tensor:
         batch, self._last_count = self.objective.prepare(raw, self.layout.device)
         if method == "forward-over-reverse":
-            return forward_over_reverse(self.objective, self.params, self._constants, self.layout, batch, rows,
-                                        vectorize=self.vectorize)
+            return forward_over_reverse(self.objective, self.params, self._constants, self.layout, batch,
+                                        rows, vectorize=self.vectorize)
         return reverse_over_reverse(self.objective, self.params, self._constants, self.layout, batch, rows)
 
     def _kept_graph(self) -> tuple[GradientGraph, int]:
@@ -232,7 +236,10 @@ def _first_line(error: BaseException) -> str:
 
 @dataclass(frozen=True)
 class HessianEigenpairs:
-    """Eigenpairs, eigenvalues descending; ``residuals[i] = ||H q_i - rho_i q_i||`` (recomputed).
+    """Eigenpairs, eigenvalues descending; ``residuals[i] = ||H q_i - rho_i q_i||``.
+
+    The residuals are those of the Krylov relation for ``method="lanczos"``, recomputed with one block
+    product otherwise.
 
     ``which`` is the end of the spectrum asked for, ``hvp`` how the Hessian-vector products were computed.
     """
@@ -261,8 +268,10 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     """``k`` extreme eigenpairs of a symmetric operator: ``(values descending, vectors (m, k), residuals)``.
 
     ``which``: ``"LA"`` the ``k`` largest, ``"SA"`` the ``k`` smallest, ``"BE"`` ``k - k // 2`` from the
-    top and ``k // 2`` from the bottom, ``"LM"`` the ``k`` largest in magnitude. ``lanczos``: ARPACK
-    ``eigsh`` (implicitly restarted Lanczos, stops when every Ritz pair has ``||r|| <= tol |rho|``).
+    top and ``k // 2`` from the bottom, ``"LM"`` the ``k`` largest in magnitude. ``lanczos``: thick-restart
+    Lanczos, residuals from the Krylov relation; ``arpack``: ARPACK ``eigsh`` (implicitly restarted
+    Lanczos), residuals recomputed with ``k`` products; both stop when every wanted Ritz pair has
+    ``||r|| <= tol |rho|``.
     ``lobpcg``: scipy's LOBPCG on a block of vectors, stops when every ``||r|| <= tol max|rho|``; ``"LA"``,
     ``"SA"`` and ``"BE"`` (one block per end). Works on any operator, so dense test matrices and
     Hessian-vector products go through the same code.
@@ -280,7 +289,12 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     require(bool(np.isfinite(tol)) and 0 < tol < 1, "tol", tol, "0 < tol < 1")
     require(which in ("LA", "SA", "BE", "LM"), "which", which, _WHICH)
     rng = np.random.default_rng(seed)
+    residuals = None
     if method == "lanczos":
+        # The wanted Ritz pairs' residuals come with the Krylov relation: no products are spent on them.
+        vals, vecs, residuals, _ = thick_restart_lanczos(operator.matvec, m, k, which=which, tol=tol, ncv=ncv,
+                                                         maxiter=maxiter, v0=rng.standard_normal(m))
+    elif method == "arpack":
         arpack_which = "LA" if which == "BE" and k == 1 else which   # ARPACK refuses BE for one pair
         try:
             vals, vecs = spla.eigsh(operator, k=k, which=arpack_which, tol=tol, v0=rng.standard_normal(m),
@@ -296,13 +310,16 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
         vals = np.concatenate([b[0] for b in blocks])
         vecs = np.concatenate([b[1] for b in blocks], axis=1)
     else:
-        raise ValueError(f"method={method!r} is invalid: expected 'lanczos' or 'lobpcg'")
+        raise ValueError(f"method={method!r} is invalid: expected 'lanczos', 'arpack' or 'lobpcg'")
     order = np.argsort(vals)[::-1]
     vals, vecs = vals[order], vecs[:, order]
     # A fixed sign (largest-magnitude entry positive) makes eigenvectors reproducible across runs.
     signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(k)])
     vecs = vecs * np.where(signs == 0, 1.0, signs)
-    residuals = np.linalg.norm(operator.matmat(vecs) - vecs * vals, axis=0)
+    if residuals is None:
+        residuals = np.linalg.norm(operator.matmat(vecs) - vecs * vals, axis=0)
+    else:
+        residuals = residuals[order]
     return vals, vecs, residuals
 
 
@@ -336,7 +353,8 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k:
     ``parameters``), orthonormal, with the largest-magnitude entry positive; pass ``res.eigenvectors.T``
     as the tracker's ``directions`` (through :meth:`ParameterLayout.embed` for a group smaller than all
     parameters). ``loss_fn`` may be a :func:`~sgd_dynamics.measure.objective.closure_loss`.
-    ``hvp_count`` includes the final block of ``k`` products that measures the residuals.
+    ``hvp_count`` counts every product; for ``arpack`` and ``lobpcg`` it includes the final block of ``k``
+    products that measures the residuals (``lanczos`` has them from the Krylov relation).
     ``process_group``: ``batches`` is this rank's shard; the eigenpairs (the same on every rank) are those
     of the mean loss over the union of the shards.
     """

@@ -88,8 +88,9 @@ class GradientGraph:
             products = torch.autograd.grad([self.grads[i] for i in live], self.leaves,
                                            grad_outputs=[parts[names[i]] for i in live],
                                            retain_graph=True, allow_unused=True)
-            out[j] = self.layout.flatten({name: torch.zeros_like(leaf) if hv is None else hv
-                                          for name, leaf, hv in zip(names, self.leaves, products, strict=True)})
+            out[j] = self.layout.flatten({
+                name: torch.zeros_like(leaf) if hv is None else hv
+                for name, leaf, hv in zip(names, self.leaves, products, strict=True)})
         return out
 
 
