@@ -99,7 +99,7 @@ def eigenpairs(model: nn.Module, data: list, k: int, rounds: int, reference: np.
     def run_curvlinops():
         op = curvlinops.HessianLinearOperator(model, nn.CrossEntropyLoss(), list(model.parameters()), data,
                                               check_deterministic=False).to_scipy()
-        # The project's start vector and tol: the same ARPACK iteration, so the same accuracy.
+        # A seeded start vector (the project's): ARPACK's own is drawn anew per call.
         v0 = np.random.default_rng(0).standard_normal(op.shape[0])
         return spla.eigsh(op, k=k, which="LM", tol=1e-3, v0=v0)[0]
 
@@ -109,18 +109,19 @@ def eigenpairs(model: nn.Module, data: list, k: int, rounds: int, reference: np.
                                    reorthogonalize=True).eigenvalues
 
     def run_project():
-        return hessian_eigenpairs(model, LOSS, data, k=k, tol=1e-3, which="LM").eigenvalues
+        # tol 3e-4: at 1e-3 the early stop leaves k = 20 at 8e-7, too close to the 1e-6 bar.
+        return hessian_eigenpairs(model, LOSS, data, k=k, tol=3e-4, which="LM").eigenvalues
 
     contenders = {"PyHessian (tol 1e-3)": run_pyhessian, "curvlinops + eigsh (tol 1e-3)": run_curvlinops,
-                  "hessian-eigenthings lanczos": run_eigenthings, "project (tol 1e-3)": run_project}
+                  "hessian-eigenthings lanczos": run_eigenthings, "project (tol 3e-4)": run_project}
     t, results = interleaved(contenders, rounds)
-    project = t["project (tol 1e-3)"]
+    project = t["project (tol 3e-4)"]
     print(f"\nTop-{k} Hessian eigenpairs (largest magnitude, float64, {len(data[0][1])} examples, median of "
           f"{rounds} interleaved rounds; error = max relative eigenvalue error vs eigsh tol 1e-12)")
     for name, seconds in t.items():
         print(f"  {name:<30s} {seconds:7.2f} s  error {error(results[name]):.1e}  "
               f"ratio {seconds / project:.2f}x")
-    ok = error(results["project (tol 1e-3)"]) <= ACCURACY
+    ok = error(results["project (tol 3e-4)"]) <= ACCURACY
     for name, goal, label in (("PyHessian (tol 1e-3)", 3.0, "PyHessian (its default tol: a lower bound)"),
                               ("curvlinops + eigsh (tol 1e-3)", 1.5, "curvlinops + eigsh")):
         peer_ok = error(results[name]) <= ACCURACY or name.startswith("PyHessian")

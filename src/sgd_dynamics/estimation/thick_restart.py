@@ -64,6 +64,9 @@ def thick_restart_lanczos(matvec: Callable[[NDArray], NDArray], m: int, k: int, 
     basis[0] = v / np.linalg.norm(v)
     t = np.zeros((ncv, ncv))
     p, products, beta = 0, 0, 0.0
+    # The wanted pairs are tested every few steps, not only when the basis is full: a small eigh of T
+    # costs nothing next to a product, and stopping early saves the rest of the cycle.
+    stride = max(1, ncv // 10)
     for _ in range(maxiter):
         for j in range(p, ncv):
             w = np.asarray(matvec(basis[j]), dtype=np.float64).reshape(m)
@@ -81,14 +84,14 @@ def thick_restart_lanczos(matvec: Callable[[NDArray], NDArray], m: int, k: int, 
             else:
                 w /= beta
             basis[j + 1] = w
-        theta, s = np.linalg.eigh(t)
-        residuals = np.abs(beta * s[-1])
-        wanted = wanted_ritz(theta, k, which)
-        # ARPACK's test, with its floor eps^(2/3) for Ritz values near zero.
-        scale = np.maximum(np.abs(theta[wanted]), np.finfo(float).eps ** (2 / 3))
-        if np.all(residuals[wanted] <= tol * scale) or beta == 0.0:
-            vectors = s[:, wanted].T @ basis[:ncv]
-            return theta[wanted], vectors.T, residuals[wanted], products
+            n = j + 1
+            if n < ncv and n > k and beta > 0 and (n - p) % stride == 0:
+                theta, s, residuals, wanted, done = _ritz(t[:n, :n], beta, k, which, tol)
+                if done:
+                    return theta[wanted], (s[:, wanted].T @ basis[:n]).T, residuals[wanted], products
+        theta, s, residuals, wanted, done = _ritz(t, beta, k, which, tol)
+        if done or beta == 0.0:
+            return theta[wanted], (s[:, wanted].T @ basis[:ncv]).T, residuals[wanted], products
         # Keep the wanted pairs and the nearest others (half the free room), then the residual direction.
         keep = _kept(theta, wanted, k + (ncv - k) // 2, which)
         p = keep.size
@@ -99,6 +102,19 @@ def thick_restart_lanczos(matvec: Callable[[NDArray], NDArray], m: int, k: int, 
         t[p, :p] = t[:p, p] = beta * s[-1, keep]
     raise RuntimeError(f"thick-restart Lanczos did not converge to tol={tol} in {maxiter} restarts "
                        f"({products} products): raise maxiter or ncv, or loosen tol")
+
+
+def _ritz(t: NDArray, beta: float, k: int, which: str, tol: float
+          ) -> tuple[NDArray, NDArray, NDArray, NDArray, bool]:
+    """Ritz pairs of ``T``, their relation residuals ``|beta s_n|``, the wanted ones, and the stop test.
+
+    The test is ARPACK's: every wanted ``||r|| <= tol max(|theta|, eps^(2/3))``.
+    """
+    theta, s = np.linalg.eigh(t)
+    residuals = np.abs(beta * s[-1])
+    wanted = wanted_ritz(theta, k, which)
+    scale = np.maximum(np.abs(theta[wanted]), np.finfo(float).eps ** (2 / 3))
+    return theta, s, residuals, wanted, bool(np.all(residuals[wanted] <= tol * scale))
 
 
 def _kept(theta: NDArray, wanted: NDArray, p: int, which: str) -> NDArray[np.int64]:
