@@ -40,7 +40,7 @@ def _check_top_pairs(res, problem, k: int) -> None:
             assert overlap == pytest.approx(1.0, abs=1e-8), (i, overlap)
 
 
-@pytest.mark.parametrize("method", ["lanczos", "lobpcg"])
+@pytest.mark.parametrize("method", ["lanczos", "arpack", "lobpcg"])
 def test_top10_eigenpairs_match_dense_hessian(mlp_problem, method):
     res = hessian_eigenpairs(mlp_problem.model, LOSS, mlp_problem.batches, k=10, tol=1e-6, method=method)
     _check_top_pairs(res, mlp_problem, 10)
@@ -162,7 +162,7 @@ def test_bad_input_messages(mlp_problem):
         hessian_eigenpairs(model, LOSS, batches, k=2, which="XX")
     with pytest.raises(ValueError, match=r"which='LM' is invalid: expected 'LA', 'SA' or 'BE' for method="):
         hessian_eigenpairs(model, LOSS, batches, k=2, which="LM", method="lobpcg")
-    with pytest.raises(ValueError, match=r"method='power' is invalid: expected 'lanczos' or 'lobpcg'"):
+    with pytest.raises(ValueError, match=r"method='power' is invalid: expected 'lanczos', 'arpack' or"):
         hessian_eigenpairs(model, LOSS, batches, k=2, method="power")
     with pytest.raises(ValueError, match=r"one-shot iterator"):
         HessianOperator(model, LOSS, (b for b in batches))

@@ -162,3 +162,25 @@ def test_forced_paths(reference_hessian):
         HessianOperator(plain, loss_fn, batches, hvp="double")
     with pytest.raises(ValueError, match=r"loss_fn\(\.\.\.\)=.*shape \(13,\)' is invalid: expected a scalar"):
         HessianOperator(plain, nn.CrossEntropyLoss(reduction="none"), batches[1:]).matmat(v[:, 0])
+
+
+def test_one_batch_keeps_its_gradient_graph(reference_hessian):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    loss_fn, (x, y) = nn.CrossEntropyLoss(), _custom_problem()[2][1]
+    h = reference_hessian(model, _mean_loss(model, loss_fn, [(x, y)]))
+    v = torch.from_numpy(np.random.default_rng(6).standard_normal((h.shape[0], 3)))
+    for batches in ([(x, y)], (x, y)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            op = HessianOperator(model, loss_fn, batches)
+            first = op.matmat(v).numpy()
+        assert op.hvp_method == "reverse-over-reverse" and op._graph is not None
+        np.testing.assert_allclose(first, h @ v.numpy(), rtol=0, atol=1e-12 * np.abs(h).max() * 3)
+        # The kept graph serves later products (the same numbers) and is never stale: parameters are copied.
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        np.testing.assert_array_equal(op.matmat(v).numpy(), first)
+        with torch.no_grad():
+            model[0].weight.sub_(1.0)
+

@@ -55,7 +55,7 @@ def _expected(w: np.ndarray, which: str, k: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("which", "method"), [("LA", "lanczos"), ("SA", "lanczos"), ("BE", "lanczos"),
                                                ("LM", "lanczos"), ("LA", "lobpcg"), ("SA", "lobpcg"),
-                                               ("BE", "lobpcg")])
+                                               ("BE", "lobpcg"), ("BE", "arpack"), ("LM", "arpack")])
 @pytest.mark.parametrize("k", [3, 4])
 def test_each_end_matches_dense_eigh(saddle, which, method, k):
     model, batches, h, w, u = saddle

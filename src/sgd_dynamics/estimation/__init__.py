@@ -25,6 +25,11 @@ from sgd_dynamics.estimation.lanczos_quadrature import (  # isort: skip
     SpectralDensity,
     spectral_density,
 )
+# Thick-restart Lanczos for extreme eigenpairs, residuals from the Krylov relation
+from sgd_dynamics.estimation.thick_restart import (  # isort: skip
+    thick_restart_lanczos,
+    wanted_ritz,
+)
 # Power laws of anomalous diffusion: the exponent ``c`` of ``||Delta_k||^2 = a k^c`` and its running value
 from sgd_dynamics.estimation.power_law import (  # isort: skip
     LocalSlope,
@@ -78,6 +83,8 @@ __all__ = [
     # lanczos_quadrature
     "QuadratureEstimate", "SpectralMeasure", "lanczos_tridiagonal", "lanczos_quadrature",
     "full_spectrum_displacement", "SpectralDensity", "spectral_density",
+    # thick_restart
+    "thick_restart_lanczos", "wanted_ritz",
     # power_law
     "LocalSlope", "PowerLawFit", "fit_power_law", "local_slope",
     # replica_decomposition

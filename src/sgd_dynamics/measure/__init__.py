@@ -71,6 +71,7 @@ from sgd_dynamics.measure.hessian import (  # isort: skip
 from sgd_dynamics.measure.hvp import (  # isort: skip
     forward_over_reverse,
     reverse_over_reverse,
+    GradientGraph,
 )
 # Loss-landscape slices: the loss on a 2-D grid of parameters around a reference point
 from sgd_dynamics.measure.landscape import (  # isort: skip
@@ -151,7 +152,7 @@ __all__ = [
     "HessianOperator", "HessianEigenpairs", "hessian_eigenpairs", "top_eigenpairs", "TraceEstimate",
     "hessian_trace", "trace_estimate",
     # hvp
-    "forward_over_reverse", "reverse_over_reverse",
+    "forward_over_reverse", "reverse_over_reverse", "GradientGraph",
     # landscape
     "LossSurface", "loss_surface",
     # limiting_drift

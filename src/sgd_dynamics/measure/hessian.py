@@ -4,8 +4,10 @@ The Hessian ``H = nabla^2 L(theta)`` of the mean loss over a whole data set (002
 I.1: the ``rho_i, q_i`` of eqs. 9-19 are its eigenpairs) is never formed. Products ``H V`` are exact
 Hessian-vector products of each batch (:mod:`~sgd_dynamics.measure.hvp`): forward-over-reverse
 ``jvp(grad(L))`` with ``torch.func`` (a block of vectors at once through ``vmap``), or reverse-over-reverse
-double backward where forward-mode AD is unavailable (``hvp="auto"``, the default, tries the first and
-falls back to the second with a warning; the choice is reported). The loss over several batches is
+double backward, whose gradient graph is kept when the data is one batch so that each product costs one
+backward pass (:class:`~sgd_dynamics.measure.hvp.GradientGraph`). ``hvp="auto"``, the default, tries the
+faster of the two (the kept double backward for one batch, forward-over-reverse blocks for several) and
+falls back to the other with a warning; the choice is reported. The loss over several batches is
 weighted by batch size, ``L = sum_b n_b L_b / N``, so that it is the mean over all examples whatever the
 batching. The loss is ``loss_fn(outputs, targets)`` or a closure ``fn(model, batch)``
 (:mod:`~sgd_dynamics.measure.objective`). HVPs run in eval mode (BatchNorm running statistics, no
@@ -15,8 +17,10 @@ Parameter groups: ``parameters=`` restricts ``H`` to a group (default: the train
 diagonal block of the full Hessian for that group; its vectors live in the flat space of the group
 (:mod:`~sgd_dynamics.measure.flat_params`), the other parameters are held at their values.
 
-Eigenpairs: restarted Lanczos (ARPACK ``eigsh``) or the block method LOBPCG (block HVPs); both report
-the residual ``||H q_i - rho_i q_i||`` of every pair, recomputed with one final block product. Which end
+Eigenpairs: thick-restart Lanczos (:mod:`~sgd_dynamics.estimation.thick_restart`, the default), whose
+residuals ``||H q_i - rho_i q_i||`` come from the Krylov relation without further products; ARPACK's
+implicitly restarted Lanczos (``eigsh``) or the block method LOBPCG (block HVPs), whose residuals are
+recomputed with one final block product. Which end
 of the spectrum: ``which="LA"`` the ``k`` algebraically largest (the default: the sharp directions),
 ``"SA"`` the ``k`` smallest (negative curvature away from a minimum), ``"BE"`` both ends (``k - k // 2``
 largest and ``k // 2`` smallest, ARPACK's convention, as the 002 authors' code used), ``"LM"`` the ``k``
@@ -25,7 +29,8 @@ last), with their sign. Trace: Hutchinson (Rademacher probes) and Hutch++ (Meyer
 Woodruff 2021, alg. 1) with a standard error from the spread of the probes, or ``"exact"``
 (``sum_j e_j^T H e_j``, ``m`` products, for small models).
 
-Cost: Lanczos needs one sequential HVP per iteration and the fewest HVPs; it is the default. LOBPCG
+Cost: Lanczos needs one sequential HVP per iteration and the fewest HVPs (on one batch each is a
+backward pass through the kept gradient graph); it is the default. LOBPCG
 applies blocks (``vmap`` shares the primal pass, 1.3-1.7x cheaper per vector on CPU) but needs about
 3x more of them and ``O(m k^2)`` dense work per iteration (keep BLAS threads from oversubscribing the CPU).
 
@@ -55,6 +60,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
+from sgd_dynamics.estimation.thick_restart import thick_restart_lanczos
 from sgd_dynamics.measure.data_shards import all_reduce_sum, check_process_group
 from sgd_dynamics.measure.flat_params import (
     BatchSource,
@@ -64,14 +70,14 @@ from sgd_dynamics.measure.flat_params import (
     reiterable,
     selected_parameters,
 )
-from sgd_dynamics.measure.hvp import forward_over_reverse, reverse_over_reverse
+from sgd_dynamics.measure.hvp import GradientGraph, forward_over_reverse, reverse_over_reverse
 from sgd_dynamics.measure.objective import Loss, LossFn, Objective
 
 __all__ = ["HessianOperator", "HessianEigenpairs", "hessian_eigenpairs", "top_eigenpairs", "TraceEstimate",
            "hessian_trace", "trace_estimate", "Loss", "LossFn"]
 
 Which = Literal["LA", "SA", "BE", "LM"]
-EigenMethod = Literal["lanczos", "lobpcg"]
+EigenMethod = Literal["lanczos", "arpack", "lobpcg"]
 TraceMethod = Literal["hutchinson", "hutch++", "exact"]
 HvpMethod = Literal["auto", "forward-over-reverse", "reverse-over-reverse"]
 _HVP_METHODS = ("auto", "forward-over-reverse", "reverse-over-reverse")
@@ -93,8 +99,10 @@ class HessianOperator:
     vectorize : ``False`` computes a block one vector at a time (for modules without vmap support).
     parameters : the group ``H`` is taken over: ``None`` (the trainable parameters), a name filter
         ``name -> bool`` or a list of parameters; vectors are in the group's flat order.
-    hvp : ``"forward-over-reverse"``, ``"reverse-over-reverse"`` or ``"auto"`` (the first, falling back
-        to the second with a warning when it raises); ``hvp_method`` says which one is in use.
+    hvp : ``"forward-over-reverse"``, ``"reverse-over-reverse"`` or ``"auto"`` (for one batch the second,
+        on a kept gradient graph, else the first; the other with a warning when it raises);
+        ``hvp_method`` says which one is in use. One batch (a tensor pair or a one-element list)
+        keeps its gradient graph for the operator's life under ``"reverse-over-reverse"``.
     process_group : ``None`` (one process), or a ``torch.distributed`` group whose ranks each pass their
         own shard as ``batches``: ``H`` is then that of the mean loss over the union of the shards.
     """
@@ -116,6 +124,9 @@ class HessianOperator:
         self.block_size, self.vectorize = block_size, vectorize
         self.hvp_method: str | None = None if hvp == "auto" else hvp
         self.hvp_count = 0
+        self._single_batch = _is_single_batch(batches)
+        self._graph: tuple[GradientGraph, int] | None = None
+        self._last_count = 0
 
     @property
     def dim(self) -> int:
@@ -130,16 +141,13 @@ class HessianOperator:
         out = torch.zeros_like(rows)
         total = 0
         with evaluation_mode(self.model):
-            for raw in self._batches():
-                batch, n = self.objective.prepare(raw, self.layout.device)
-                if method == "forward-over-reverse":
-                    hv = forward_over_reverse(self.objective, self.params, self._constants, self.layout,
-                                              batch, rows, vectorize=self.vectorize)
-                else:
-                    hv = reverse_over_reverse(self.objective, self.params, self._constants, self.layout,
-                                              batch, rows)
-                out.add_(hv, alpha=float(n))
-                total += n
+            if method == "reverse-over-reverse" and self._single_batch:
+                graph, total = self._kept_graph()
+                out.add_(graph.rows(rows), alpha=float(total))
+            else:
+                for raw in self._batches():
+                    out.add_(self._batch_rows(raw, rows, method), alpha=float(self._last_count))
+                    total += self._last_count
         if self.process_group is not None:
             # Weighted by example counts: sum_r sum_b n_b H_b V / sum_r sum_b n_b, the union's mean loss.
             all_reduce_sum(out, self.process_group)
@@ -149,23 +157,43 @@ class HessianOperator:
             raise ValueError("batches yielded no examples: expected at least one non-empty batch")
         return out.div_(total)
 
+    def _batch_rows(self, raw: Any, rows: Tensor, method: str) -> Tensor:
+        batch, self._last_count = self.objective.prepare(raw, self.layout.device)
+        if method == "forward-over-reverse":
+            return forward_over_reverse(self.objective, self.params, self._constants, self.layout, batch,
+                                        rows, vectorize=self.vectorize)
+        return reverse_over_reverse(self.objective, self.params, self._constants, self.layout, batch, rows)
+
+    def _kept_graph(self) -> tuple[GradientGraph, int]:
+        """The single batch's gradient graph, built on first use and kept (see :class:`GradientGraph`)."""
+        if self._graph is None:
+            (raw,) = list(self._batches())
+            batch, n = self.objective.prepare(raw, self.layout.device)
+            self._graph = (GradientGraph(self.objective, self.params, self._constants, self.layout, batch), n)
+        return self._graph
+
     def _rows_hvp(self, rows: Tensor) -> Tensor:
         if self.hvp_method is not None:
             return self._sweep(rows, self.hvp_method)
+        # One batch: a kept double-backward graph makes each product one backward pass, cheaper than a
+        # fresh forward-over-reverse product; several batches: the forward-over-reverse vmap block.
+        first, second = ("forward-over-reverse", "reverse-over-reverse")
+        if self._single_batch:
+            first, second = second, first
         try:
-            out = self._sweep(rows, "forward-over-reverse")
-        except (RuntimeError, NotImplementedError) as error:   # torch's errors for missing forward AD
+            out = self._sweep(rows, first)
+        except (RuntimeError, NotImplementedError) as error:   # torch's errors for a missing derivative
             failure = error
+            self._graph = None
         else:
-            self.hvp_method = "forward-over-reverse"
+            self.hvp_method = first
             return out
         warnings.warn(
-            f"forward-over-reverse Hessian-vector products failed on {type(self.model).__name__} "
-            f"({type(failure).__name__}: {_first_line(failure)}); using the exact reverse-over-reverse "
-            "double backward instead (one backward pass per vector); pass hvp='reverse-over-reverse' "
-            "to choose it",
+            f"{first} Hessian-vector products failed on {type(self.model).__name__} "
+            f"({type(failure).__name__}: {_first_line(failure)}); using the exact {second} products "
+            f"instead; pass hvp='{second}' to choose it",
             stacklevel=2)
-        self.hvp_method = "reverse-over-reverse"
+        self.hvp_method = second
         return self._sweep(rows, self.hvp_method)
 
     def matmat(self, vectors: Tensor) -> Tensor:
@@ -196,13 +224,22 @@ class HessianOperator:
                                    dtype=np.float64)
 
 
+def _is_single_batch(batches: BatchSource) -> bool:
+    """One fixed batch: an ``(inputs, targets)`` pair of tensors or a list/tuple holding one batch."""
+    pair = isinstance(batches, tuple) and len(batches) == 2 and all(isinstance(b, Tensor) for b in batches)
+    return pair or (isinstance(batches, (list, tuple)) and len(batches) == 1)
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).splitlines() or [""])[0][:160]
 
 
 @dataclass(frozen=True)
 class HessianEigenpairs:
-    """Eigenpairs, eigenvalues descending; ``residuals[i] = ||H q_i - rho_i q_i||`` (recomputed).
+    """Eigenpairs, eigenvalues descending; ``residuals[i] = ||H q_i - rho_i q_i||``.
+
+    The residuals are those of the Krylov relation for ``method="lanczos"``, recomputed with one block
+    product otherwise.
 
     ``which`` is the end of the spectrum asked for, ``hvp`` how the Hessian-vector products were computed.
     """
@@ -231,8 +268,10 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     """``k`` extreme eigenpairs of a symmetric operator: ``(values descending, vectors (m, k), residuals)``.
 
     ``which``: ``"LA"`` the ``k`` largest, ``"SA"`` the ``k`` smallest, ``"BE"`` ``k - k // 2`` from the
-    top and ``k // 2`` from the bottom, ``"LM"`` the ``k`` largest in magnitude. ``lanczos``: ARPACK
-    ``eigsh`` (implicitly restarted Lanczos, stops when every Ritz pair has ``||r|| <= tol |rho|``).
+    top and ``k // 2`` from the bottom, ``"LM"`` the ``k`` largest in magnitude. ``lanczos``: thick-restart
+    Lanczos, residuals from the Krylov relation; ``arpack``: ARPACK ``eigsh`` (implicitly restarted
+    Lanczos), residuals recomputed with ``k`` products; both stop when every wanted Ritz pair has
+    ``||r|| <= tol |rho|``.
     ``lobpcg``: scipy's LOBPCG on a block of vectors, stops when every ``||r|| <= tol max|rho|``; ``"LA"``,
     ``"SA"`` and ``"BE"`` (one block per end). Works on any operator, so dense test matrices and
     Hessian-vector products go through the same code.
@@ -250,7 +289,12 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     require(bool(np.isfinite(tol)) and 0 < tol < 1, "tol", tol, "0 < tol < 1")
     require(which in ("LA", "SA", "BE", "LM"), "which", which, _WHICH)
     rng = np.random.default_rng(seed)
+    residuals = None
     if method == "lanczos":
+        # The wanted Ritz pairs' residuals come with the Krylov relation: no products are spent on them.
+        vals, vecs, residuals, _ = thick_restart_lanczos(operator.matvec, m, k, which=which, tol=tol, ncv=ncv,
+                                                         maxiter=maxiter, v0=rng.standard_normal(m))
+    elif method == "arpack":
         arpack_which = "LA" if which == "BE" and k == 1 else which   # ARPACK refuses BE for one pair
         try:
             vals, vecs = spla.eigsh(operator, k=k, which=arpack_which, tol=tol, v0=rng.standard_normal(m),
@@ -266,13 +310,16 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
         vals = np.concatenate([b[0] for b in blocks])
         vecs = np.concatenate([b[1] for b in blocks], axis=1)
     else:
-        raise ValueError(f"method={method!r} is invalid: expected 'lanczos' or 'lobpcg'")
+        raise ValueError(f"method={method!r} is invalid: expected 'lanczos', 'arpack' or 'lobpcg'")
     order = np.argsort(vals)[::-1]
     vals, vecs = vals[order], vecs[:, order]
     # A fixed sign (largest-magnitude entry positive) makes eigenvectors reproducible across runs.
     signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(k)])
     vecs = vecs * np.where(signs == 0, 1.0, signs)
-    residuals = np.linalg.norm(operator.matmat(vecs) - vecs * vals, axis=0)
+    if residuals is None:
+        residuals = np.linalg.norm(operator.matmat(vecs) - vecs * vals, axis=0)
+    else:
+        residuals = residuals[order]
     return vals, vecs, residuals
 
 
@@ -306,7 +353,8 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k:
     ``parameters``), orthonormal, with the largest-magnitude entry positive; pass ``res.eigenvectors.T``
     as the tracker's ``directions`` (through :meth:`ParameterLayout.embed` for a group smaller than all
     parameters). ``loss_fn`` may be a :func:`~sgd_dynamics.measure.objective.closure_loss`.
-    ``hvp_count`` includes the final block of ``k`` products that measures the residuals.
+    ``hvp_count`` counts every product; for ``arpack`` and ``lobpcg`` it includes the final block of ``k``
+    products that measures the residuals (``lanczos`` has them from the Krylov relation).
     ``process_group``: ``batches`` is this rank's shard; the eigenpairs (the same on every rank) are those
     of the mean loss over the union of the shards.
     """
