@@ -15,8 +15,8 @@ measurement is not of a stationary state (the prediction assumes one).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["VERDICTS", "Row", "verdict_counts"]
