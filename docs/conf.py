@@ -60,6 +60,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),
     "abort_on_example_error": True,
+    "write_computation_times": False,  # its pages load jQuery/DataTables from a CDN: not offline
+    "show_signature": False,
 }
 
 # Sphinx's own theme: its sidebar shows the collapsed table of contents, so writing ~550 pages stays linear
