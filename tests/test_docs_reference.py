@@ -14,12 +14,21 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.test_public_api import OPTIONAL_MODULES, PACKAGES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-_spec = importlib.util.spec_from_file_location("api_pages", DOCS / "api_pages.py")
-api_pages = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(api_pages)
+
+
+def _load(name: str, path: Path):
+    # by path: neither docs/ nor tests/ is a package on sys.path under every way of running pytest
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+api_pages = _load("api_pages", DOCS / "api_pages.py")
+_public_api = _load("_public_api_lists", Path(__file__).with_name("test_public_api.py"))
+PACKAGES, OPTIONAL_MODULES = _public_api.PACKAGES, _public_api.OPTIONAL_MODULES
 FACES = [face for face, _ in api_pages.FACES]
 SRC = Path(__file__).resolve().parents[1] / "src"
 
