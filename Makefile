@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed
 # pip, setuptools and wheel come from the same file, and the package is built without isolation, so that
 # the build backend is pinned too.
 PIP    := $(BIN)/python -m pip
-# The extras whose dependencies the lock pins (test-time: dev; `make bench`: bench).
-LOCK_EXTRAS := dev,bench
+# The extras whose dependencies the lock pins (test-time: dev; `make bench`: bench; `make docs`: docs).
+LOCK_EXTRAS := dev,bench,docs
 
-.PHONY: demo test test-latest bench lint lock clean
+.PHONY: demo test test-latest bench docs lint lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-build-isolation -e '.[bench]'
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# The documentation site (Sphinx: API reference, executed example gallery, guides) into docs/_build/html,
+# offline (MathJax is bundled), warnings treated as errors. The gallery runs every example (a few minutes).
+docs: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt --no-build-isolation -e '.[docs]'
+	OMP_NUM_THREADS=1 $(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
 
 # The suite against the newest releases of everything but torch (whose newer builds are CUDA builds of
 # several GB): upgrades are seen deliberately here, never by accident in `make test`.
@@ -53,3 +60,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-lock .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf docs/_build docs/api/generated docs/gallery docs/sg_execution_times.rst

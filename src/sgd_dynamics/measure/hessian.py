@@ -345,7 +345,19 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k:
                        seed: int = 0, maxiter: int | None = None, ncv: int | None = None,
                        block_size: int = 16, parameters: ParameterSelection = None,
                        hvp: HvpMethod = "auto", process_group: Any = None) -> HessianEigenpairs:
-    """``k`` Hessian eigenpairs of the mean loss over ``batches`` at the model's current parameters.
+    r"""``k`` Hessian eigenpairs of the mean loss over ``batches`` at the model's current parameters.
+
+    The pairs solve the symmetric eigenproblem of the Hessian of the batch-size weighted mean loss,
+
+    .. math::
+
+        H q_i = \rho_i q_i, \qquad H = \nabla^2_\theta L(\theta), \quad
+        L = \frac{1}{N} \sum_b n_b L_b, \qquad \|q_i\| = 1,
+
+    by restarted Lanczos (ARPACK ``eigsh``, the default) or LOBPCG on exact Hessian-vector products
+    (``H`` is never formed), and each pair reports its residual
+    :math:`r_i = \|H q_i - \rho_i q_i\|`, recomputed with one final block of products; ARPACK
+    stops when :math:`r_i \le \mathrm{tol}\, |\rho_i|`.
 
     ``which`` picks the end of the spectrum (``"LA"`` top, ``"SA"`` bottom, ``"BE"`` both, ``"LM"``
     magnitude); eigenvalues are descending whatever ``which``. Eigenvectors are columns in the flat order
