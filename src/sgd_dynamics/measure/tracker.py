@@ -164,7 +164,7 @@ def _fused_displacement() -> Callable[..., tuple[float, float]]:
     """
     import numba  # a hard dependency, imported here so that importing the tracker stays light
 
-    @numba.njit(nogil=True, fastmath={"reassoc"})
+    @numba.njit(nogil=True, fastmath={"reassoc"}, cache=True)  # cached: each worker process compiles once
     def segment(theta, previous, reference, delta):
         local = 0.0
         global_ = 0.0
@@ -178,7 +178,7 @@ def _fused_displacement() -> Callable[..., tuple[float, float]]:
             global_ += np.float64(g) * np.float64(g)
         return local, global_
 
-    @numba.njit(nogil=True)
+    @numba.njit(nogil=True, cache=True)
     def displacement(params, previous, reference, delta):
         local = 0.0
         global_ = 0.0
