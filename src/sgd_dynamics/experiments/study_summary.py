@@ -80,9 +80,25 @@ def _linear_regression_rows(lin: dict[str, Any]) -> list[Row]:
     out = [Row(f"linear regression R^2 of eq. 9 on q_1, momentum {b:g}", r2, 1.0, 0.01,
                "R^2 >= 0.99 required") for b, r2 in zip(lin["momenta"], lin["r2_continuous"], strict=True)]
     st = lin["stationary"]
-    out.append(Row("linear regression stationary speed (exact discrete)", st["predicted_speed"],
-                   st["measured_speed"], 0.05))
+    if "measured_speed_stderr" not in st:  # a run directory of an older version: one chain, no error bar
+        return [*out, Row("linear regression stationary speed (exact discrete)", st["predicted_speed"],
+                          st["measured_speed"], None, "one chain: no standard error")]
+    note = (f"{st['replicas']} chains; tolerance 3 s.e.; Sigma* alone (no multiplicative noise) gives "
+            "{:.4g}")
+    last = len(st["lags"]) - 1
+    for label, pred, meas, se, plain in (
+            ("linear regression stationary speed (exact discrete)", st["predicted_speed"],
+             st["measured_speed"], st["measured_speed_stderr"], st["predicted_speed_minimiser_noise"]),
+            (f"linear regression stationary E||Delta||^2 at lag {st['lags'][last]}",
+             st["predicted_displacement"][last], st["measured_displacement"][last],
+             st["measured_displacement_stderr"][last], st["predicted_displacement_minimiser_noise"][last])):
+        out.append(Row(label, pred, meas, _three_stderr(se, meas), note.format(plain), measured_stderr=se))
     return out
+
+
+def _three_stderr(stderr: float, measured: float) -> float | None:
+    """A relative tolerance of 3 standard errors of a Monte Carlo measurement (None when it has none)."""
+    return 3 * stderr / abs(measured) if measured and math.isfinite(stderr) and stderr > 0 else None
 
 
 def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any] | None,
