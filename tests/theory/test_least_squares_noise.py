@@ -1,4 +1,4 @@
-"""Stationary least-squares noise with its multiplicative part vs a dense Lyapunov fixed point and SGD chains."""
+"""Stationary least-squares noise, multiplicative part included, vs a dense Lyapunov fixed point and SGD chains."""
 
 import numpy as np
 import pytest
@@ -68,7 +68,8 @@ def test_stationary_noise_reproduces_the_dense_multiplicative_fixed_point():
     order = np.arange(P * C).reshape(P, C).T.reshape(-1)  # class-major, as the result
     var_dense = np.diag(q.T @ p[:d, :d] @ q)[order]
     var = discrete_stationary_moments(res.eigenvalues, res.noise_variances, HP).position_variance
-    var_add = discrete_stationary_moments(res.eigenvalues, res.minimiser_noise_variances, HP).position_variance
+    var_add = discrete_stationary_moments(res.eigenvalues, res.minimiser_noise_variances,
+                                          HP).position_variance
     np.testing.assert_allclose(var, var_dense, rtol=1e-8)
     np.testing.assert_allclose(var_add, np.diag(q.T @ p_add[:d, :d] @ q)[order], rtol=1e-8)
     print(f"multiplicative part: Var x +{var.sum() / var_add.sum() - 1:.1%}")

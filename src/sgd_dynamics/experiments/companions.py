@@ -169,7 +169,7 @@ def _stationary_linear_regression(xt: torch.Tensor, targets: np.ndarray, w_star:
         if k >= burn:
             traj[k - burn] = w.detach().reshape(replicas, -1).numpy() - start
     lags = np.unique(np.geomspace(1, steps // 8, 20).astype(int))
-    per_replica = np.array([np.mean(np.sum(np.square(traj[lag:] - traj[:-lag], dtype=np.float64), axis=2), axis=0)
+    per_replica = np.array([np.square(traj[lag:] - traj[:-lag], dtype=np.float64).sum(2).mean(0)
                             for lag in lags])
     mean, stderr = per_replica.mean(1), per_replica.std(1, ddof=1) / np.sqrt(replicas)
     noise = least_squares_stationary_noise(xt.numpy(), xt.numpy() @ w_star - targets, hp)
