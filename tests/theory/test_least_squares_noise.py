@@ -1,4 +1,4 @@
-"""Stationary least-squares noise, multiplicative part included, vs a dense Lyapunov fixed point and SGD chains."""
+"""Stationary least-squares noise with its multiplicative part vs a dense Lyapunov fixed point, SGD chains."""
 
 import numpy as np
 import pytest
