@@ -96,6 +96,17 @@ def _linear_regression_rows(lin: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _ou_rows(ou: dict[str, Any]) -> list[Row]:
+    if "measured_covariance_stderr" not in ou:  # a run directory of an older version: one path
+        return []
+    mc, se, tc = (np.asarray(ou[k]) for k in ("measured_covariance", "measured_covariance_stderr",
+                                               "theory_covariance"))
+    note = f"{ou['replicas']} exact-transition paths; tolerance 3 s.e."
+    return [Row(f"anisotropic OU stationary covariance [{i},{j}] (Fig. 3)", float(tc[i, j]), float(mc[i, j]),
+                _three_stderr(float(se[i, j]), float(mc[i, j])), note, measured_stderr=float(se[i, j]))
+            for i, j in ((0, 0), (0, 1), (1, 1))]
+
+
 def _three_stderr(stderr: float, measured: float) -> float | None:
     """A relative tolerance of 3 standard errors of a Monte Carlo measurement (None when it has none)."""
     return 3 * stderr / abs(measured) if measured and math.isfinite(stderr) and stderr > 0 else None
@@ -122,6 +133,8 @@ def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any
         rows += _default_rows(default)
     if "linear_regression" in companions:
         rows += _linear_regression_rows(companions["linear_regression"])
+    if "ou" in companions:
+        rows += _ou_rows(companions["ou"])
     return rows
 
 
