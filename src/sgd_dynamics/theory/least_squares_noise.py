@@ -103,7 +103,7 @@ def _fixed_point(sigma0: NDArray, xe: NDArray, lam: NDArray, f: NDArray, rtol: f
     n, sigma = xe.shape[0], sigma0
     for it in range(1, max_iterations + 1):
         cov = f * sigma
-        quad = np.einsum("ni,ij,nj->n", xe, cov, xe)
+        quad = np.sum((xe @ cov) * xe, axis=1)
         new = sigma0 + (xe * quad[:, None]).T @ xe / n - lam[:, None] * cov * lam[None, :]
         if np.max(np.abs(new - sigma)) <= rtol * np.max(np.abs(new)):
             return new, it
