@@ -45,12 +45,17 @@ def oscillation_spectrum(
     *,
     lr: float | None = None,
     detrend: Literal["constant", "linear"] = "linear",
+    window: Literal["hann", "boxcar"] = "hann",
 ) -> OscillationSpectrum:
     """Dominant and amplitude-weighted mean FFT frequency of each column of ``trajectory`` (steps, modes).
 
     The amplitude-weighted mean is ``sum_f f |X(f)| / sum_f |X(f)|`` over the positive frequencies
     (002 appendix H). Projected positions drift slowly (anomalous diffusion), so a linear trend is removed
-    by default; its leakage would otherwise pull the mean frequency towards zero.
+    by default; its leakage would otherwise pull the mean frequency towards zero. The detrended series is
+    tapered by a periodic Hann window by default: without it (``"boxcar"``) the leakage of a peaked,
+    steeply falling spectrum (an SGD mode's AR(2) amplitude falls as ``f^-2``) lifts the high-frequency
+    tail, and the mean frequency comes out 3% (``eta h = 0.07``) to 11% (``eta h = 0.018``) above the
+    exact spectrum's on 1600 steps at momentum 0.9; Hann's sidelobes fall as ``f^-3`` (bias <= 0.2%).
 
     >>> k = np.arange(200)
     >>> s = oscillation_spectrum(np.cos(2 * np.pi * 0.1 * k), lr=0.01, detrend="constant")
@@ -66,9 +71,11 @@ def oscillation_spectrum(
     _require(x.shape[0] >= 4, "trajectory.shape[0]", x.shape[0], "at least 4 steps")
     _require(bool(np.all(np.isfinite(x))), "trajectory", Summary("(non-finite entries)"), "finite values")
     _require(detrend in ("constant", "linear"), "detrend", detrend, "'constant' or 'linear'")
+    _require(window in ("hann", "boxcar"), "window", window, "'hann' or 'boxcar'")
     _require(lr is None or (np.isfinite(lr) and lr > 0), "lr", lr, "None or a learning rate > 0")
     n = x.shape[0]
-    amplitudes = np.abs(np.fft.rfft(signal.detrend(x, axis=0, type=detrend), axis=0))
+    taper = signal.get_window(window, n)[:, None]  # periodic: a line on a bin spreads to exactly 3 bins
+    amplitudes = np.abs(np.fft.rfft(signal.detrend(x, axis=0, type=detrend) * taper, axis=0))
     frequencies = np.fft.rfftfreq(n, d=1.0)
     positive = amplitudes[1:]
     total = positive.sum(axis=0)

@@ -62,7 +62,9 @@ _EXPORTS: dict[str, str] = {
     "architecture_experiment": "companions",
     "linear_regression_experiment": "companions",
     "ou_experiment": "companions",
+    "mean_sq_displacement": "companions",
     "r_squared": "companions",
+    "sample_covariance": "companions",
     # The configuration reference, ``docs/config.md``: every key of every study, generated from the schema
     "config_markdown": "config_reference",
     # Built-in datasets of the study, all small and generated offline

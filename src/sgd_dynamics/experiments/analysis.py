@@ -28,9 +28,11 @@
   top-k modes are used exactly and the remaining ``m - k`` modes are modelled as identical modes carrying
   the rest of the Hessian trace and of ``tr(Sigma)`` (the "bulk" approximation, stated in the report).
 * Oscillations (002 Figs. 6, 8, appendix H): the amplitude-weighted mean FFT frequency of the projections
-  on ``q_1`` and ``q_k`` against the same statistic of the exact discrete spectrum of the mode, the AR(2)
-  process ``x_{k+1} - (1 + beta - eta h) x_k + beta x_{k-1} = -eta xi_k`` whose amplitude spectrum is
-  ``|1 - (1 + beta - eta h) e^{-i w} + beta e^{-2 i w}|^-1``.
+  on ``q_1`` and ``q_k`` (Hann-tapered: the untapered periodogram's leakage biases it upwards) against the
+  same statistic of the exact discrete spectrum of the mode, the AR(2) process
+  ``x_{k+1} - (1 + beta - eta h) x_k + beta x_{k-1} = -eta xi_k`` whose amplitude spectrum is
+  ``|1 - (1 + beta - eta h) e^{-i w} + beta e^{-2 i w}|^-1``, with the estimator's spread (and mean) on
+  simulated AR(2) paths of the same length as the error bar.
 * Isotropy (Fig. 4) and velocity (Fig. 5): measured ratios of the spread along ``q_1`` and ``q_k`` against
   the stationary moments of the theory and against the Gibbs law of the original loss.
 
@@ -53,6 +55,7 @@ from sgd_dynamics._validation import require
 from sgd_dynamics.estimation import fit_power_law, local_slope, oscillation_spectrum
 from sgd_dynamics.experiments.sweep import Divergence, SweepPoint
 from sgd_dynamics.hyper import Hyperparams, UnstableModeError
+from sgd_dynamics.simulate import ar2_frequency_spread
 from sgd_dynamics.store import load_results, save_results
 from sgd_dynamics.theory import (
     ar2_mean_frequency,
@@ -315,6 +318,23 @@ def _window_fits(glob: np.ndarray) -> dict[str, list]:
             "window_high": [f.exponent_interval[1] for f in fits]}
 
 
+def _fft_spread(rho: np.ndarray, hp: Hyperparams, length: int) -> dict[str, list[float]]:
+    """The mean-frequency estimator on 200 simulated AR(2) paths of each mode: its mean and spread.
+
+    The spread is the error bar of the one measured value; ``nan`` for a mode with ``h <= 0`` or unstable.
+    """
+    means, stds = [], []
+    for r in rho:
+        try:
+            spread = ar2_frequency_spread(float(r), hp, length, replicas=200, seed=0)
+            means.append(spread.mean_frequency)
+            stds.append(spread.mean_frequency_std)
+        except ValueError:
+            means.append(float("nan"))
+            stds.append(float("nan"))
+    return {"fft_estimator_mean": means, "fft_spread": stds}
+
+
 def analyse_default(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[str, np.ndarray],
                     dataset_size: int, grid: np.ndarray | None = None) -> dict[str, Any]:
     """Window dependence of ``c``, phase-space frequencies, isotropy and velocity of the default run.
@@ -337,6 +357,7 @@ def analyse_default(theta: dict[str, np.ndarray], point: SweepPoint, data: dict[
         "mode_noise": s.tolist(),
         "fft_measured": spec.mean_frequency.tolist(),
         "fft_theory": [ar2_mean_frequency(float(r), hp, spec.frequencies) for r in rho],
+        **_fft_spread(rho, hp, pos.shape[0]),
         "damped_frequency": (hp.oscillation_frequency(rho) * hp.lr / (2 * np.pi)).tolist(),
         "spectrum_frequencies": spec.frequencies,
         "spectrum_amplitudes": spec.amplitudes.T,

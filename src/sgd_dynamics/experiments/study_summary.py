@@ -77,9 +77,7 @@ def _speed_rows(sweep: SweepAnalysis, config: StudyConfig, stationary: bool | No
 
 def _default_rows(default: dict[str, Any]) -> list[Row]:
     k = int(default["modes"][1])
-    out = [Row(f"mean FFT frequency on {lab} (cycles/step)", default["fft_theory"][i],
-               default["fft_measured"][i], None, "exact discrete spectrum of the mode")
-           for i, lab in enumerate(("q_1", f"q_{k}"))]
+    out = [_fft_row(default, i, lab) for i, lab in enumerate(("q_1", f"q_{k}"))]
     ps, pst = default["position_std"], default["position_std_theory"]
     vs, vst = default["velocity_std"], default["velocity_std_theory"]
     out.append(Row("spread ratio std(q_1)/std(q_k), modified loss", pst[0] / pst[1], ps[0] / ps[1], None,
@@ -88,13 +86,52 @@ def _default_rows(default: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _fft_row(default: dict[str, Any], i: int, label: str) -> Row:
+    """Mean FFT frequency against the mode's AR(2) spectrum, tolerance 3 x the estimator's spread."""
+    quantity = f"mean FFT frequency on {label} (cycles/step)"
+    pred, meas = default["fft_theory"][i], default["fft_measured"][i]
+    if "fft_spread" not in default:  # a run directory of an older version: no error bar
+        return Row(quantity, pred, meas, None, "exact discrete spectrum of the mode")
+    sd, est = default["fft_spread"][i], default["fft_estimator_mean"][i]
+    note = (f"AR(2) of the mode: estimator {est:.4g} +- {sd:.2g} on 200 simulated paths of the same "
+            "length; tolerance 3 x that spread")
+    return Row(quantity, pred, meas, _three_stderr(sd, meas), note, measured_stderr=sd)
+
+
 def _linear_regression_rows(lin: dict[str, Any]) -> list[Row]:
     out = [Row(f"linear regression R^2 of eq. 9 on q_1, momentum {b:g}", r2, 1.0, 0.01,
                "R^2 >= 0.99 required") for b, r2 in zip(lin["momenta"], lin["r2_continuous"], strict=True)]
     st = lin["stationary"]
-    out.append(Row("linear regression stationary speed (exact discrete)", st["predicted_speed"],
-                   st["measured_speed"], 0.05))
+    if "measured_speed_stderr" not in st:  # a run directory of an older version: one chain, no error bar
+        return [*out, Row("linear regression stationary speed (exact discrete)", st["predicted_speed"],
+                          st["measured_speed"], None, "one chain: no standard error")]
+    note = (f"{st['replicas']} chains; tolerance 3 s.e.; Sigma* alone (no multiplicative noise) gives "
+            "{:.4g}")
+    last = len(st["lags"]) - 1
+    for label, pred, meas, se, plain in (
+            ("linear regression stationary speed (exact discrete)", st["predicted_speed"],
+             st["measured_speed"], st["measured_speed_stderr"], st["predicted_speed_minimiser_noise"]),
+            (f"linear regression stationary E||Delta||^2 at lag {st['lags'][last]}",
+             st["predicted_displacement"][last], st["measured_displacement"][last],
+             st["measured_displacement_stderr"][last], st["predicted_displacement_minimiser_noise"][last])):
+        out.append(Row(label, pred, meas, _three_stderr(se, meas), note.format(plain), measured_stderr=se))
     return out
+
+
+def _ou_rows(ou: dict[str, Any]) -> list[Row]:
+    if "measured_covariance_stderr" not in ou:  # a run directory of an older version: one path
+        return []
+    mc, se, tc = (np.asarray(ou[k]) for k in ("measured_covariance", "measured_covariance_stderr",
+                                               "theory_covariance"))
+    note = f"{ou['replicas']} exact-transition paths; tolerance 3 s.e."
+    return [Row(f"anisotropic OU stationary covariance [{i},{j}] (Fig. 3)", float(tc[i, j]), float(mc[i, j]),
+                _three_stderr(float(se[i, j]), float(mc[i, j])), note, measured_stderr=float(se[i, j]))
+            for i, j in ((0, 0), (0, 1), (1, 1))]
+
+
+def _three_stderr(stderr: float, measured: float) -> float | None:
+    """A relative tolerance of 3 standard errors of a Monte Carlo measurement (None when it has none)."""
+    return 3 * stderr / abs(measured) if measured and math.isfinite(stderr) and stderr > 0 else None
 
 
 def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any] | None,
@@ -115,6 +152,8 @@ def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any
         rows += _default_rows(default)
     if "linear_regression" in companions:
         rows += _linear_regression_rows(companions["linear_regression"])
+    if "ou" in companions:
+        rows += _ou_rows(companions["ou"])
     return rows
 
 

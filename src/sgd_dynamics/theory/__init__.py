@@ -27,6 +27,12 @@ from sgd_dynamics.theory.discrete import (  # isort: skip
     discrete_covariance_over_time,
     discrete_root_pair,
 )
+# Stationary minibatch noise of least squares, multiplicative part included (exact, with replacement)
+from sgd_dynamics.theory.least_squares_noise import (  # isort: skip
+    LeastSquaresNoise,
+    least_squares_stationary_noise,
+    pair_position_factors,
+)
 # Drift and diffusion parts of the displacement of training resumed from a settled ``theta*``
 from sgd_dynamics.theory.displacement_parts import (  # isort: skip
     DisplacementParts,
@@ -245,6 +251,8 @@ __all__ = [
     "transition_matrix", "noise_matrix", "discrete_stationary_moments", "discrete_displacement_per_mode",
     "displacement_from_start_per_mode", "displacement_parts_from_start_per_mode",
     "discrete_mean_trajectory", "discrete_covariance_over_time", "discrete_root_pair",
+    # least_squares_noise
+    "LeastSquaresNoise", "least_squares_stationary_noise", "pair_position_factors",
     # displacement_parts
     "DisplacementParts", "displacement_decomposition",
     # escape
