@@ -54,7 +54,9 @@ def home_face(face: str, name: str) -> str:
     """
     obj = getattr(importlib.import_module(face), name)
     where = _defining_module(face, name)
-    for other, _ in sorted(FACES, key=lambda f: -len(f[0])):
+    for other, _ in sorted(FACES, key=lambda f: -len(f[0])):   # innermost first: the face itself may win
+        if other == face and (where == face or where.startswith(face + ".")):
+            return face
         if other != face and (where == other or where.startswith(other + ".")) and \
                 name in public_names(other) and getattr(importlib.import_module(other), name) is obj:
             return other
