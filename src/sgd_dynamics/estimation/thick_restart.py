@@ -64,9 +64,10 @@ def thick_restart_lanczos(matvec: Callable[[NDArray], NDArray], m: int, k: int, 
     basis[0] = v / np.linalg.norm(v)
     t = np.zeros((ncv, ncv))
     p, products, beta = 0, 0, 0.0
-    # The wanted pairs are tested every few steps, not only when the basis is full: a small eigh of T
-    # costs nothing next to a product, and stopping early saves the rest of the cycle.
-    stride = max(1, ncv // 10)
+    # Converged pairs are tested only when the basis is full (as ARPACK does), never mid-cycle: a Krylov
+    # space from one vector holds one copy of a repeated eigenvalue until it becomes invariant, so an early
+    # stop returned the next distinct values instead of the copies (linear model + MSE: H = I (x) X^T X / N;
+    # top-3 came out 0.84, 0.50, 0.33 against 0.84 three times).
     for _ in range(maxiter):
         for j in range(p, ncv):
             w = np.asarray(matvec(basis[j]), dtype=np.float64).reshape(m)
@@ -84,11 +85,6 @@ def thick_restart_lanczos(matvec: Callable[[NDArray], NDArray], m: int, k: int, 
             else:
                 w /= beta
             basis[j + 1] = w
-            n = j + 1
-            if n < ncv and n > k and beta > 0 and (n - p) % stride == 0:
-                theta, s, residuals, wanted, done = _ritz(t[:n, :n], beta, k, which, tol)
-                if done:
-                    return theta[wanted], (s[:, wanted].T @ basis[:n]).T, residuals[wanted], products
         theta, s, residuals, wanted, done = _ritz(t, beta, k, which, tol)
         if done or beta == 0.0:
             return theta[wanted], (s[:, wanted].T @ basis[:ncv]).T, residuals[wanted], products

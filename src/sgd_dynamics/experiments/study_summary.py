@@ -54,16 +54,17 @@ def lr_sweep(sweep: SweepAnalysis, config: StudyConfig) -> list:
 def _speed_row(r: Any, config: StudyConfig, stationary: bool | None) -> Row:
     """Eq. 18 with replacement; the exact reshuffling theory without, eq. 18's value kept in the note."""
     label = f"speed, lr={r.lr:g}, momentum={r.momentum:g}, S={r.batch_size}, {r.sampler.replace('_', ' ')}"
+    se = r.measured_speed_sem  # block standard error: no verdict where 2 s.e. exceed the tolerance
     if r.sampler == "with_replacement":
         return Row(label, r.predicted_speed, r.measured_speed, config.speed_tolerance,
-                   "eta^2 tr(Sigma)/(S(1-beta^2)), no fitted constant", stationary)
+                   "eta^2 tr(Sigma)/(S(1-beta^2)), no fitted constant", stationary, se)
     if not math.isfinite(r.predicted_speed_reshuffled):   # a mode beyond the stability limit, or an old run
         return Row(label, r.predicted_speed, r.measured_speed, None,
                    "eq. 18, which overshoots without replacement; no reshuffling prediction (a mode beyond "
                    "the stability limit, or an analysis stored before it existed)", stationary)
     return Row(label, r.predicted_speed_reshuffled, r.measured_speed, config.speed_tolerance,
                "exact reshuffling theory (epoch permutations), no fitted constant; eq. 18 would give "
-               f"{r.predicted_speed:.3g} ({100 * r.relative_error:+.0f}%)", stationary)
+               f"{r.predicted_speed:.3g} ({100 * r.relative_error:+.0f}%)", stationary, se)
 
 
 def _speed_rows(sweep: SweepAnalysis, config: StudyConfig, stationary: bool | None) -> list[Row]:
@@ -75,27 +76,29 @@ def _speed_rows(sweep: SweepAnalysis, config: StudyConfig, stationary: bool | No
     return out
 
 
-def _default_rows(default: dict[str, Any]) -> list[Row]:
+def _default_rows(default: dict[str, Any], stationary: bool | None = None) -> list[Row]:
+    """The default run's phase-space rows; they assume its trajectory is stationary (``stationary``)."""
     k = int(default["modes"][1])
-    out = [_fft_row(default, i, lab) for i, lab in enumerate(("q_1", f"q_{k}"))]
+    out = [_fft_row(default, i, lab, stationary) for i, lab in enumerate(("q_1", f"q_{k}"))]
     ps, pst = default["position_std"], default["position_std_theory"]
     vs, vst = default["velocity_std"], default["velocity_std_theory"]
     out.append(Row("spread ratio std(q_1)/std(q_k), modified loss", pst[0] / pst[1], ps[0] / ps[1], None,
-                   f"original-loss Gibbs law would give {default['gibbs_spread_ratio']:.3g}"))
-    out.append(Row("velocity spread ratio std(v_1)/std(v_k)", vst[0] / vst[1], vs[0] / vs[1], None))
+                   f"original-loss Gibbs law would give {default['gibbs_spread_ratio']:.3g}", stationary))
+    out.append(Row("velocity spread ratio std(v_1)/std(v_k)", vst[0] / vst[1], vs[0] / vs[1], None, "",
+                   stationary))
     return out
 
 
-def _fft_row(default: dict[str, Any], i: int, label: str) -> Row:
+def _fft_row(default: dict[str, Any], i: int, label: str, stationary: bool | None) -> Row:
     """Mean FFT frequency against the mode's AR(2) spectrum, tolerance 3 x the estimator's spread."""
     quantity = f"mean FFT frequency on {label} (cycles/step)"
     pred, meas = default["fft_theory"][i], default["fft_measured"][i]
     if "fft_spread" not in default:  # a run directory of an older version: no error bar
-        return Row(quantity, pred, meas, None, "exact discrete spectrum of the mode")
+        return Row(quantity, pred, meas, None, "exact discrete spectrum of the mode", stationary)
     sd, est = default["fft_spread"][i], default["fft_estimator_mean"][i]
     note = (f"AR(2) of the mode: estimator {est:.4g} +- {sd:.2g} on 200 simulated paths of the same "
             "length; tolerance 3 x that spread")
-    return Row(quantity, pred, meas, _three_stderr(sd, meas), note, measured_stderr=sd)
+    return Row(quantity, pred, meas, _three_stderr(sd, meas), note, stationary, measured_stderr=sd)
 
 
 def _linear_regression_rows(lin: dict[str, Any]) -> list[Row]:
@@ -149,7 +152,7 @@ def study_rows(config: StudyConfig, sweep: SweepAnalysis, default: dict[str, Any
         rows.append(exponent_row(parts, stationary))
     rows += _exponent_trend_rows(sweep, config, stationary)
     if default is not None:
-        rows += _default_rows(default)
+        rows += _default_rows(default, stationary)
     if "linear_regression" in companions:
         rows += _linear_regression_rows(companions["linear_regression"])
     if "ou" in companions:

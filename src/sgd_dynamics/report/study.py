@@ -479,11 +479,21 @@ def _ou_section(ou: dict[str, Any]) -> ReportSection:
         "modified loss Psi (right), not the original loss (left); the grey lines are the stationary "
         "probability current (detailed-balance violation ||Q||/||AB|| = "
         f"{float(ou['detailed_balance_violation']):.2f}). The "
-        f"measured covariance [{mc[0, 0]:.3g}, {mc[0, 1]:.3g}, {mc[1, 1]:.3g}] matches the Lyapunov "
-        f"solution [{tc[0, 0]:.3g}, {tc[0, 1]:.3g}, {tc[1, 1]:.3g}] within the Monte Carlo error of "
-        "one path.",
+        f"measured covariance [{mc[0, 0]:.3g}, {mc[0, 1]:.3g}, {mc[1, 1]:.3g}] against the Lyapunov "
+        f"solution [{tc[0, 0]:.3g}, {tc[0, 1]:.3g}, {tc[1, 1]:.3g}]: {_ou_agreement(ou)}",
         figure=F.ou_modified_loss(ou["grid_x"], ou["grid_y"], ou["original"], ou["modified"],
                                   ou["trajectory"], (ou["current_x"], ou["current_y"])))
+
+
+def _ou_agreement(ou: dict[str, Any]) -> str:
+    """The OU rows' verdict in words, from the stored standard errors (older runs: one path, none)."""
+    if "measured_covariance_stderr" not in ou:
+        return "one path, no standard error (a run of an older version)."
+    z = (np.asarray(ou["measured_covariance"]) - np.asarray(ou["theory_covariance"])) / np.asarray(
+        ou["measured_covariance_stderr"])
+    worst = float(np.max(np.abs(z[np.triu_indices(2)])))
+    return (f"{ou['replicas']} independent exact-transition paths; the largest deviation is {worst:.1f} "
+            f"standard errors ({'within' if worst <= 3 else 'beyond'} the 3 s.e. tolerance of its rows).")
 
 
 def _architecture_section(arch: dict[str, Any]) -> tuple[ReportSection, list[str]]:
