@@ -35,6 +35,8 @@ class Row:
     'reported'
     >>> Row("noisy", 1.1, 1.0, tolerance=0.5, measured_stderr=0.3).verdict  # 2 s.e. > the tolerance
     'reported'
+    >>> Row("drifting", 1.1, 1.0, tolerance=0.5, stationary=False, measured_stderr=0.3).verdict
+    'not_stationary'
     """
 
     quantity: str
@@ -62,10 +64,12 @@ class Row:
     @property
     def verdict(self) -> str:
         """One of :data:`VERDICTS`."""
-        if self.tolerance is None or self._inside_the_noise():
+        if self.tolerance is None:
             return "reported"
-        if self.stationary is False:
+        if self.stationary is False:   # before the noise test: the state itself is not the one predicted
             return "not_stationary"
+        if self._inside_the_noise():
+            return "reported"
         err = self.relative_error
         return "holds" if math.isfinite(err) and abs(err) <= self.tolerance else "fails"
 

@@ -89,7 +89,7 @@ def _default_rows(default: dict[str, Any], stationary: bool | None = None) -> li
     return out
 
 
-def _fft_row(default: dict[str, Any], i: int, label: str, stationary: bool | None) -> Row:
+def _fft_row(default: dict[str, Any], i: int, label: str, stationary: bool | None = None) -> Row:
     """Mean FFT frequency against the mode's AR(2) spectrum, tolerance 3 x the estimator's spread."""
     quantity = f"mean FFT frequency on {label} (cycles/step)"
     pred, meas = default["fft_theory"][i], default["fft_measured"][i]
