@@ -109,7 +109,7 @@ def eigenpairs(model: nn.Module, data: list, k: int, rounds: int, reference: np.
                                    reorthogonalize=True).eigenvalues
 
     def run_project():
-        # tol 3e-4: at 1e-3 k = 20 ends at 8e-7, too close to the 1e-6 bar (measured after the full-basis stop)
+        # tol 3e-4: at 1e-3 k = 20 ends at 8e-7, too close to the 1e-6 bar
         return hessian_eigenpairs(model, LOSS, data, k=k, tol=3e-4, which="LM").eigenvalues
 
     contenders = {"PyHessian (tol 1e-3)": run_pyhessian, "curvlinops + eigsh (tol 1e-3)": run_curvlinops,

@@ -94,10 +94,12 @@ def main() -> None:
     if len(devices) == 1:
         print("no CUDA device: the CPU half only (the GPU ratios need a machine with CUDA)")
     for device in devices:
-        print(f"{device}: tracker overhead at k = 30, every step: {tracker_overhead(device):.2f}x the plain step")
+        ratio = tracker_overhead(device)
+        print(f"{device}: tracker overhead at k = 30, every step: {ratio:.2f}x the plain step")
     hvp = {d: hvp_seconds(d) for d in devices}
     for d, s in hvp.items():
-        print(f"{d}: {1e3 * s:.2f} ms per Hessian-vector product (blocks of 16, MLP 40-256-256-10, 512 examples)")
+        print(f"{d}: {1e3 * s:.2f} ms per Hessian-vector product (blocks of 16, MLP 40-256-256-10, "
+              "512 examples)")
     if "cuda" in hvp:
         print(f"HVP throughput GPU / CPU: {hvp['cpu'] / hvp['cuda']:.1f}x")
     if args.skip_study:
