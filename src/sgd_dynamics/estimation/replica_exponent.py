@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from sgd_dynamics._validation import require
 from sgd_dynamics.estimation.replica_decomposition import replica_decomposition
+from sgd_dynamics.estimation.resampling import check_bootstrap, percentile_interval
 
 __all__ = ["ReplicaExponent", "log_log_slope", "replica_exponent"]
 
@@ -91,9 +92,7 @@ def replica_exponent(steps: ArrayLike, gram: ArrayLike, window: tuple[float, flo
     k = np.asarray(steps, np.float64)
     require(g.ndim == 3 and g.shape[1] == g.shape[2] >= 2 and g.shape[0] == k.size, "gram.shape", g.shape,
             f"(T, R, R) with T = {k.size} steps and R >= 2 replicas")
-    require(isinstance(n_bootstrap, int) and n_bootstrap >= 10, "n_bootstrap", n_bootstrap,
-            "an integer >= 10")
-    require(0 < confidence < 1, "confidence", confidence, "in (0, 1)")
+    check_bootstrap(n_bootstrap, confidence)
     inside = _in_window(k, window)
     r = g.shape[1]
     exponent = float(log_log_slope(k, replica_decomposition(g).diffusion, window))
@@ -105,9 +104,9 @@ def replica_exponent(steps: ArrayLike, gram: ArrayLike, window: tuple[float, flo
     if boot.size < 10:
         low = high = stderr = float("nan")
     else:
-        tail = (1 - confidence) / 2
-        low, high = (float(q) for q in np.quantile(boot, [tail, 1 - tail]))
-        stderr = float(np.nanmax([(high - low) / (2 * NormalDist().inv_cdf(1 - tail)), jackknife]))
+        low, high = percentile_interval(boot, confidence)
+        half_width = (high - low) / (2 * NormalDist().inv_cdf((1 + confidence) / 2))
+        stderr = float(np.nanmax([half_width, jackknife]))
     return ReplicaExponent(exponent, (low, high), stderr, jackknife, confidence,
                            (float(window[0]), float(window[1])), int(inside.sum()), r, int(boot.size))
 
