@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from sgd_dynamics.measure.seeding import seeded_torch_rng
+
 __all__ = ["MODELS", "build_model", "cnn", "linear", "mlp", "resnet"]
 
 
@@ -107,6 +109,5 @@ def build_model(
             f"model={name!r} is not built in: expected one of {', '.join(MODELS)} or an entry point "
             "'package.module:function'"
         )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_torch_rng(seed):
         return MODELS[name](tuple(input_shape), num_classes, **options)

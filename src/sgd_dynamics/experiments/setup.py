@@ -22,6 +22,7 @@ from sgd_dynamics.experiments.entry_points import check_signature, is_entry_poin
 from sgd_dynamics.experiments.models import MODELS, build_model
 from sgd_dynamics.experiments.study_config import StudyConfig
 from sgd_dynamics.experiments.training import resolve_loss
+from sgd_dynamics.measure.seeding import seeded_torch_rng
 
 __all__ = ["Setup", "check_device", "prepare"]
 
@@ -61,8 +62,7 @@ class _ModelFactory:
             opts = {k: tuple(v) if isinstance(v, list) else v for k, v in self.options.items()}
             return build_model(self.name, self.input_shape, self.num_classes, self.seed, **opts)
         fn = resolve_entry_point(self.name, "model")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with seeded_torch_rng(self.seed):
             model = fn(self.input_shape, self.num_classes, **self.options)
         if not isinstance(model, nn.Module):
             raise ValueError(f"model={self.name!r} returned {type(model).__name__}: expected a "

@@ -53,6 +53,7 @@ from sgd_dynamics.experiments.study_config import StudyConfig, load_config
 from sgd_dynamics.experiments.study_summary import displacement_record, stationarity, study_rows
 from sgd_dynamics.experiments.sweep import StudyContext, SweepPoint, load_divergence, point_status, run_point
 from sgd_dynamics.experiments.training import full_batches, make_optimizer, minibatch_indices, train
+from sgd_dynamics.measure.seeding import seeded_torch_rng
 from sgd_dynamics.store import RunDirectory, read_arrays, write_arrays, write_atomic
 
 __all__ = [
@@ -138,8 +139,7 @@ def pretrain(config: StudyConfig, setup: Setup, run_dir: Path, progress: bool = 
     batches = minibatch_indices(n, config.batch_size, "without_replacement", config.seed)
     # Dropout masks from the config's seed, not from what the process drew before: theta* is reproducible
     # (a model without stochastic modules draws nothing from the global generator)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with seeded_torch_rng(config.seed, setup.x.device):
         try:
             train_steps(anneal)
             if config.settle_steps:

@@ -26,13 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
 from sgd_dynamics.experiments.training import make_optimizer, minibatch_indices, train
 from sgd_dynamics.hyper import Hyperparams
-from sgd_dynamics.measure import NOISE_ESTIMATORS, TrajectoryTracker, resolve_noise_estimator, step_noise
+from sgd_dynamics.measure import (
+    NOISE_ESTIMATORS,
+    TrajectoryTracker,
+    resolve_noise_estimator,
+    seeded_torch_rng,
+    step_noise,
+)
 from sgd_dynamics.store import read_arrays, write_arrays, write_json
 
 __all__ = ["Divergence", "StudyContext", "SweepPoint", "load_divergence", "load_point", "point_status",
@@ -193,8 +198,7 @@ def _train_and_track(point: SweepPoint, ctx: StudyContext) -> dict[str, np.ndarr
             noise_modes[noise_at[step]] = noise.mode_noise
             model.train()
 
-    with torch.random.fork_rng(devices=[]):   # Dropout masks from the point's seed, not the process's past
-        torch.manual_seed(point.seed)
+    with seeded_torch_rng(point.seed, ctx.x.device):   # Dropout masks from the point's seed, not the past
         train(model, optimizer, ctx.x, ctx.y, ctx.loss_fn, point.steps, batches, on_step=on_step)
     h = tracker.history
     return {

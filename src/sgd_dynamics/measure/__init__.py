@@ -111,6 +111,10 @@ from sgd_dynamics.measure.replicas import (  # isort: skip
     replica_seeds,
     run_replicas,
 )
+# Torch's global generators seeded for one block (Dropout masks, initialisation), restored after it
+from sgd_dynamics.measure.seeding import (  # isort: skip
+    seeded_torch_rng,
+)
 # The whole Hessian spectrum of a network, weighted by its gradient noise or not, by Lanczos quadrature
 from sgd_dynamics.measure.spectral_measure import (  # isort: skip
     NoiseProbes,
@@ -166,6 +170,8 @@ __all__ = [
     "ClosureLoss", "closure_loss",
     # replicas
     "ReplicaSGD", "ReplicaState", "ReplicaTrajectory", "init_replicas", "replica_seeds", "run_replicas",
+    # seeding
+    "seeded_torch_rng",
     # spectral_measure
     "NoiseProbes", "noise_probes", "noise_spectral_measure", "hessian_spectral_density",
     # step_noise

@@ -46,6 +46,7 @@ from sgd_dynamics._validation import require as _require
 from sgd_dynamics.measure.flat_params import ParameterLayout, detached_parameters
 from sgd_dynamics.measure.gradient_noise import _directions_matrix
 from sgd_dynamics.measure.replicas import LossFn, training_mode
+from sgd_dynamics.measure.seeding import seeded_torch_rng
 
 __all__ = ["MinibatchNoise", "minibatch_noise"]
 
@@ -141,9 +142,7 @@ def minibatch_noise(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
     sums = _GroupSums(torch.zeros(g, **f64), torch.zeros(g, dim, **f64), torch.zeros(g, **f64),
                       torch.zeros(g, k, **f64), torch.zeros(g, k, **f64))
     centre = None
-    devices = [layout.device] if layout.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), training_mode(model):
-        torch.manual_seed(seed)
+    with seeded_torch_rng(seed, layout.device), training_mode(model):
         for start in range(0, num, chunk_size):
             chunk = idx[start:start + chunk_size]
             c = chunk.shape[0]

@@ -54,6 +54,7 @@ from sgd_dynamics._validation import require as _require
 from sgd_dynamics.estimation.replica_decomposition import ReplicaDecomposition, replica_decomposition
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.measure.flat_params import ParameterLayout
+from sgd_dynamics.measure.seeding import seeded_torch_rng
 from sgd_dynamics.measure.tracker import LogSchedule, Schedule, as_schedule
 
 __all__ = [
@@ -269,9 +270,8 @@ def run_replicas(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, hyper:
     rows = _directions_rows(directions, ParameterLayout.from_module(model))
     recorder = _Recorder(model, state, rows, steps)
     sgd, due = ReplicaSGD(model, loss_fn, hyper), as_schedule(schedule)
-    devices = [state.params.device] if state.params.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), training_mode(model):
-        torch.manual_seed(int(np.random.SeedSequence([seed, state.step]).generate_state(1)[0]))
+    stream = int(np.random.SeedSequence([seed, state.step]).generate_state(1)[0])
+    with seeded_torch_rng(stream, state.params.device), training_mode(model):
         for i in range(steps):
             idx = _next_indices(streams, hyper.batch_size, x.device)
             record = due(state.step + 1)
