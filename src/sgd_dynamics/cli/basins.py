@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
 def summary_lines(study: EscapeStudy) -> list[str]:
     """A few lines of text: the numbers a reader checks first."""
     a, o, ann = study.arrhenius, study.occupation, study.annealing
-    ratios = ", ".join(f"{T:g}: {m / e:.3f}"
-                       for T, m, e in zip(a.temperatures, a.mc_mean, a.exact, strict=True))
-    iso = ", ".join(f"{s.wide:.3f}" for s in o.isotropic)
-    sgd = ", ".join(f"{s.wide:.3f}" for s in o.sgd)
+    ratios = ", ".join(f"{T:g}: {m / e:.3f}±{s / e:.3f}"
+                       for T, m, s, e in zip(a.temperatures, a.mc_mean, a.mc_stderr, a.exact, strict=True))
+    iso = ", ".join(f"{s.wide:.3f}±{s.stderr:.3f}" for s in o.isotropic)
+    sgd = ", ".join(f"{s.wide:.3f}±{s.stderr:.3f}" for s in o.sgd)
     fractions = ", ".join(f"{x.kind} {x.deep_fraction:.3f}±{x.stderr:.3f}" for x in ann.outcomes)
     return [
         f"Arrhenius slope {a.fit_mc.barrier:.3f} ± {a.mc_slope_stderr:.3f} (barrier {a.barrier:g}, exact "

@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "simulated_occupation": "basin_selection",
     "ExitTimeStatistics": "basin_selection",
     "exit_time_statistics": "basin_selection",
+    "coefficient_of_variation": "basin_selection",
     # The escape and basin-selection study (chapter 004, issue 7) in one run directory
     "BasinsConfig": "basins",
     "BasinsCurves": "basins",
@@ -187,6 +188,7 @@ _EXPORTS: dict[str, str] = {
     "certificate_check": "theorem_checks",
     "run_theorem_checks": "theorem_checks",
     "theorem_rows": "theorem_checks",
+    "spread_note": "theorem_checks",
     # Minibatch SGD loops on in-memory tensors, with both samplers of ``Hyperparams.sampler``
     "LOSSES": "training",
     "full_batches": "training",

@@ -32,7 +32,7 @@ from sgd_dynamics.experiments.escape_study import (
     EscapeStudyConfig,
     run_escape_study,
 )
-from sgd_dynamics.experiments.theorem_checks import TheoremChecks, theorem_rows
+from sgd_dynamics.experiments.theorem_checks import TheoremChecks, spread_note, theorem_rows
 from sgd_dynamics.experiments.timescales import (
     AutocorrelationStudy,
     RateMatrixStudy,
@@ -146,7 +146,7 @@ def run_basins(config: BasinsConfig, run_dir: Path | str, force: bool = False) -
         with run.stage("escape and time scales"):
             _run_parts(config, run.path / "results")
         done = load_basins(run.path)
-        run.write_summary(basins_rows(done.study, done.rate_matrix, done.theorems))
+        run.write_summary(basins_rows(done.study, done.rate_matrix, done.theorems, done.autocorrelation))
     return Path(run_dir)
 
 
@@ -158,49 +158,59 @@ def basins_config(run_dir: Path | str) -> BasinsConfig:
 # ----------------------------------------------------------------------------------------------- verdicts
 
 def _arrhenius_rows(study: EscapeStudy) -> list[Row]:
-    a = study.arrhenius
+    a, n = study.arrhenius, study.config.exit_replicas
     rows = [Row(f"MFPT -1→0 at T={T:g}", float(e), float(m), tolerance=float(3 * s / m),
-                note="exact quadrature vs Monte Carlo; tolerance 3 SE")
+                measured_stderr=float(s),
+                note=spread_note(float(s), f"over {n} replicas") + "; exact quadrature vs Monte Carlo; "
+                "tolerance 3 SE")
             for T, m, s, e in zip(a.temperatures, a.mc_mean, a.mc_stderr, a.exact, strict=True)]
     slope, se = a.fit_mc.barrier, a.mc_slope_stderr
     rows.append(Row("Arrhenius slope: exact quadrature vs Monte Carlo", a.fit_exact.barrier, slope,
-                    tolerance=3 * se / abs(slope), note="tolerance 3 propagated SE"))
-    rows.append(Row("Arrhenius slope: barrier dU vs Monte Carlo", a.barrier, slope,
-                    note=f"T → 0 statement; ±{se:.3f} (1 SE)"))
+                    tolerance=3 * se / abs(slope), measured_stderr=se,
+                    note=spread_note(se, "propagated from the exit times") + "; tolerance 3 SE"))
+    rows.append(Row("Arrhenius slope: barrier dU vs Monte Carlo", a.barrier, slope, measured_stderr=se,
+                    note=spread_note(se, "propagated from the exit times") + "; a T → 0 statement"))
     i = int(np.argsort(a.temperatures)[0])
     rows.append(Row(f"Kramers vs exact well-to-well at T={a.temperatures[i]:g}", float(a.kramers[i]),
-                    float(a.exact_well_to_well[i]), note="asymptotic as T → 0"))
+                    float(a.exact_well_to_well[i]),
+                    note=spread_note(None, "quadrature") + "; Kramers is asymptotic as T → 0"))
     return rows
 
 
 def _occupation_rows(study: EscapeStudy) -> list[Row]:
     o, rows = study.occupation, []
+    over = f"binomial, {study.config.occupation_replicas} replicas"
     for T, q, lp, iso, sgd, sp in zip(o.temperatures, o.quadrature, o.laplace, o.isotropic, o.sgd,
                                       o.sgd_prediction, strict=True):
         rows.append(Row(f"P(wide), isotropic, T={T:g}", float(q), float(iso.wide),
-                        tolerance=float(3 * iso.stderr / iso.wide),
-                        note="Gibbs quadrature vs simulation; tolerance 3 SE"))
+                        tolerance=float(3 * iso.stderr / iso.wide), measured_stderr=float(iso.stderr),
+                        note=spread_note(float(iso.stderr), over) + "; Gibbs quadrature vs simulation; "
+                        "tolerance 3 SE"))
         rows.append(Row(f"P(wide), Laplace vs quadrature, T={T:g}", float(lp), float(q),
-                        note="Laplace is the T → 0 limit"))
+                        note=spread_note(None, "quadrature") + "; Laplace is the T → 0 limit"))
         rows.append(Row(f"P(wide), SGD-shaped noise, T={T:g}", float(sp), float(sgd.wide),
                         tolerance=float((3 * sgd.stderr + SGD_ELIMINATION_ALLOWANCE) / sgd.wide),
-                        note=f"y eliminated, exp(-F/T), vs simulation; tolerance 3 SE + "
+                        measured_stderr=float(sgd.stderr),
+                        note=spread_note(float(sgd.stderr), over) + "; y eliminated, exp(-F/T), vs "
+                        "simulation; tolerance 3 SE + "
                         f"{SGD_ELIMINATION_ALLOWANCE:g} (measured elimination error; isotropic Gibbs: "
                         f"{q:.3f})"))
     return rows
 
 
 def _annealing_rows(study: EscapeStudy) -> list[Row]:
-    rows = []
+    rows, over = [], f"binomial, {study.annealing.replicas} replicas"
     for o in study.annealing.outcomes:
         if o.kind == "constant":
             rows.append(Row("annealing: constant T0, deep-basin fraction", o.gibbs_fraction, o.deep_fraction,
-                            tolerance=3 * o.stderr / max(o.deep_fraction, 1e-12),
-                            note="Gibbs quadrature vs simulation; tolerance 3 binomial SE"))
+                            tolerance=3 * o.stderr / max(o.deep_fraction, 1e-12), measured_stderr=o.stderr,
+                            note=spread_note(o.stderr, over) + "; Gibbs quadrature vs simulation; "
+                            "tolerance 3 SE"))
         else:
             rows.append(Row(f"annealing: {o.kind}, deep-basin fraction", o.gibbs_fraction, o.deep_fraction,
-                            note=f"Gibbs at the final T = {o.final_temperature:.3g}; freezing keeps it "
-                            "below"))
+                            measured_stderr=o.stderr,
+                            note=spread_note(o.stderr, over) + f"; Gibbs at the final T = "
+                            f"{o.final_temperature:.3g}; freezing keeps it below"))
     return rows
 
 
@@ -210,14 +220,51 @@ def _time_fraction_rows(rates: RateMatrixStudy | None) -> list[Row]:
         return []
     return [Row(f"rate matrix: time fraction in well {i}, master equation from the same start",
                 float(p), float(m), tolerance=float(3 * e / m), measured_stderr=float(e),
-                note=f"(1/t) int p(0) exp(Q s) ds; {f.hops_per_replica:.1f} hops per replica, so not the "
-                f"stationary law {s:.3f}; tolerance 3 SE over replica groups")
+                note=spread_note(float(e), "over replica groups") + f"; (1/t) int p(0) exp(Q s) ds; "
+                f"{f.hops_per_replica:.1f} hops per replica, so not the stationary law {s:.3f}; "
+                "tolerance 3 SE")
             for i, (p, m, e, s) in enumerate(zip(f.master_equation, f.measured, f.stderr, f.stationary,
                                                  strict=True))]
 
 
+def _autocorrelation_rows(study: AutocorrelationStudy | None) -> list[Row]:
+    rows: list[Row] = []
+    for p in () if study is None else study.points:
+        over = f"jackknife over replica groups of {study.replicas} trajectories"
+        rate, tau = p.decay_rate, p.integrated_time
+        rows.append(Row(f"autocorrelation decay rate at T={p.temperature:g}: Fokker–Planck gap vs fit",
+                        p.fokker_planck_gap, rate.value, tolerance=3 * rate.stderr / abs(rate.value),
+                        measured_stderr=rate.stderr,
+                        note=spread_note(rate.stderr, over) + f"; fit on t in {study.fit_window}; "
+                        "tolerance 3 SE"))
+        rows.append(Row(f"integrated autocorrelation time at T={p.temperature:g}: Fokker–Planck vs "
+                        "trajectories",
+                        p.predicted_integrated_time, tau.value, tolerance=3 * tau.stderr / abs(tau.value),
+                        measured_stderr=tau.stderr, note=spread_note(tau.stderr, over) + "; tolerance 3 SE"))
+    return rows
+
+
+def _hop_rate_rows(rates: RateMatrixStudy | None) -> list[Row]:
+    if rates is None:
+        return []
+    e = rates.edges
+    return [Row(f"rate matrix: hop rate {i}->{j} at T={rates.temperature:g}, exact 1-D vs counted",
+                float(x), float(m), tolerance=float(3 * se / m), measured_stderr=float(se),
+                note=spread_note(float(se), f"Poisson, {n} transitions")
+                + f"; Eyring–Kramers {float(k):.3g}; tolerance 3 SE")
+            for i, j, x, m, se, n, k in zip(*e, rates.exact.generator[e], rates.measured.generator[e],
+                                            rates.measured.stderr[e], rates.measured.counts[e],
+                                            rates.eyring_kramers.generator[e], strict=True)]
+
+
 def basins_rows(study: EscapeStudy, rate_matrix: RateMatrixStudy | None = None,
-                theorems: TheoremChecks | None = None) -> list[Row]:
-    """Every verdict of the basins study, in the order of the page's summary table."""
+                theorems: TheoremChecks | None = None,
+                autocorrelation: AutocorrelationStudy | None = None) -> list[Row]:
+    """Every verdict of the basins study, in the order of the page's summary table.
+
+    Each measured number comes with its standard error (``measured_stderr``, and ``± SE`` in the note), so a
+    row whose tolerance does not exceed twice it reads ``reported``; exact numbers say so in the note.
+    """
     return [*_arrhenius_rows(study), *_occupation_rows(study), *_annealing_rows(study),
+            *_autocorrelation_rows(autocorrelation), *_hop_rate_rows(rate_matrix),
             *_time_fraction_rows(rate_matrix), *([] if theorems is None else theorem_rows(theorems))]

@@ -6,10 +6,18 @@ Lyapunov solution, the Fokker–Planck semigroup, a simulation), from the theory
 :mod:`sgd_dynamics.theory.many_wells`. :func:`theorem_rows` turns them into
 :class:`~sgd_dynamics.verdicts.Row` objects whose ``quantity`` names the theorem and says whether it holds as
 written, holds with a correction, or does not hold. Seconds in quick mode.
+
+The seed drives the Monte Carlo parts only (Theorem 9's SGD simulation, Theorem 10's lattice runs); the
+random problem instances (rotations, starting points) are drawn from the fixed :data:`INSTANCE_SEED`, so two
+seeds check the same statements on the same matrices and their deterministic numbers agree exactly. Every
+simulated number carries a standard error (over replicas, or a bootstrap over replicas for the relaxation
+time), passed to its row as ``measured_stderr`` and quoted in the row's note; a deterministic one (ODE
+solver, Fokker–Planck operator, discrete Lyapunov solution, quadrature) is quoted as exact.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +57,8 @@ Array = NDArray[np.float64]
 THEOREM1_HESSIAN_EIGENVALUES = (0.5, 1.0, 3.0)
 THEOREM9_CURVATURES = tuple(np.linspace(0.5, 2.0, 10))  # least squares, Gaussian inputs x ~ N(0, H)
 MIXING_EPSILON = 0.1
+INSTANCE_SEED = 0  # the problem instances of Theorems 1 and 9: the same for every run seed
+_BOOTSTRAP = 200   # replica resamples for the relaxation time's standard error
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ class ManyWellsCheck:
     exact_loss_variance: Array
     relaxation_time: Array      # time for the mean excess loss to fall by e from a uniform start
     dt: float
+    relaxation_stderr: Array | None = None  # bootstrap over replicas; None in records written before it
 
 
 @dataclass(frozen=True)
@@ -142,9 +153,9 @@ def _rotation(d: int, rng: np.random.Generator) -> Array:
     return q * np.sign(np.diag(r))
 
 
-def gradient_flow_check(seed: int) -> GradientFlowCheck:
-    """Theorem 1 along an accurate ODE solution of a non-quadratic strongly convex loss."""
-    rng = np.random.default_rng(seed)
+def gradient_flow_check() -> GradientFlowCheck:
+    """Theorem 1 along an accurate ODE solution of a non-quadratic strongly convex loss (deterministic)."""
+    rng = np.random.default_rng(INSTANCE_SEED)
     R = _rotation(3, rng)
     H = R @ np.diag(THEOREM1_HESSIAN_EIGENVALUES) @ R.T
     mu = min(THEOREM1_HESSIAN_EIGENVALUES)
@@ -157,8 +168,11 @@ def gradient_flow_check(seed: int) -> GradientFlowCheck:
 
 
 def stability_check(quick: bool, seed: int) -> StabilityCheck:
-    """Theorem 9: neighbourhood from the discrete Lyapunov solution; step bound from the moment operator."""
-    rng = np.random.default_rng(seed + 1)
+    """Theorem 9: neighbourhood from the discrete Lyapunov solution; step bound from the moment operator.
+
+    ``H`` and ``Sigma`` come from :data:`INSTANCE_SEED`; ``seed`` drives the SGD simulation only.
+    """
+    rng = np.random.default_rng(INSTANCE_SEED + 1)
     R, Q = _rotation(4, rng), _rotation(4, rng)
     H = R @ np.diag([0.5, 1.0, 2.0, 4.0]) @ R.T
     S = Q @ np.diag([0.3, 1.0, 0.5, 2.0]) @ Q.T  # does not commute with H
@@ -223,12 +237,16 @@ def many_wells_check(quick: bool, seed: int) -> ManyWellsCheck:
     return ManyWellsCheck(barrier, d, tc, temps, cols[0], cols[1],
                           np.array([hop_rate(barrier, float(T)) for T in temps]), cols[2], cols[3],
                           np.array([stationary_loss_moments(barrier, float(T), d)[1] for T in temps]),
-                          cols[4], dt)
+                          cols[4], dt, cols[5])
 
 
 def _lattice_run(barrier: float, d: int, T: float, replicas: int, duration: float, dt: float,
-                 seed: int) -> tuple[float, float, float, float, float]:
-    """One temperature: hops to a neighbouring minimum (milestones), stationary ``Var L``, loss relaxation."""
+                 seed: int) -> tuple[float, ...]:
+    """One temperature: hops to a neighbouring minimum (milestones), stationary ``Var L``, loss relaxation.
+
+    Returns the hop rate per coordinate, ``Var L`` and the relaxation time, each followed by its standard
+    error.
+    """
     rng = np.random.default_rng(seed)
     x = rng.random((replicas, d)) - 0.5  # uniform start over one cell: the loss relaxes from its mean dL/2
     anchor = np.zeros_like(x)
@@ -236,8 +254,12 @@ def _lattice_run(barrier: float, d: int, T: float, replicas: int, duration: floa
     chunk = 500
     n_chunks = int(round(duration / (chunk * dt)))
     losses = []
+    relaxation = (math.nan, math.nan)
     for c in range(n_chunks):
         path = euler_maruyama(lambda z: lattice_gradient(z, barrier), x, T, dt, chunk, seed * 1000 + c)
+        if c == 0:  # every step of the first chunk: the relaxation is over in a few tenths
+            relaxation = _relaxation_time(lattice_potential(path, barrier), stationary_loss_moments(
+                barrier, T, d)[0], dt, np.random.default_rng([seed, 7]))
         for z in path[1:]:
             hit = np.abs(z - anchor) >= 1.0
             anchor = np.where(hit, np.rint(z), anchor)
@@ -248,12 +270,35 @@ def _lattice_run(barrier: float, d: int, T: float, replicas: int, duration: floa
     per_coordinate = hops / (d * duration)
     burn = loss.shape[0] // 5
     var = loss[burn:].var(axis=0, ddof=1)
-    mean_stationary = stationary_loss_moments(barrier, T, d)[0]
-    excess = loss.mean(axis=1) - mean_stationary
-    fallen = np.flatnonzero(excess <= excess[0] / np.e)
-    relax = float((fallen[0] + 1) * 10 * dt) if fallen.size else float("nan")
     return (float(per_coordinate.mean()), float(per_coordinate.std(ddof=1) / np.sqrt(replicas)),
-            float(var.mean()), float(var.std(ddof=1) / np.sqrt(replicas)), relax)
+            float(var.mean()), float(var.std(ddof=1) / np.sqrt(replicas)), relaxation[0], relaxation[1])
+
+
+def _relaxation_time(loss: Array, stationary_mean: float, dt: float, rng: np.random.Generator
+                     ) -> tuple[float, float]:
+    """First time the replica-mean excess loss falls by ``e`` from ``t = 0``, with a bootstrap standard error.
+
+    ``loss`` has shape ``(steps + 1, replicas)`` at spacing ``dt``; the crossing is interpolated linearly
+    between steps, so the estimate is not quantised to ``dt`` and the bootstrap spread is not zero. A curve
+    that has not fallen within the window counts as the window's length (censored).
+    """
+    replicas = loss.shape[1]
+    picks = rng.integers(0, replicas, (_BOOTSTRAP, replicas))
+    curves = np.concatenate([loss.mean(axis=1, keepdims=True), loss[:, picks].mean(axis=2)], axis=1)
+    excess = curves - stationary_mean
+    times = np.array([_first_fall(e, dt) for e in excess.T])
+    return float(times[0]), float(times[1:].std(ddof=1))
+
+
+def _first_fall(excess: Array, dt: float) -> float:
+    below = np.flatnonzero(excess <= excess[0] / np.e)
+    if below.size == 0:
+        return float(dt * (excess.size - 1))
+    j = int(below[0])
+    if j == 0:  # started at or below the stationary mean: nothing to relax
+        return 0.0
+    hi, lo = excess[j - 1], excess[j]
+    return float(dt * (j - 1 + (hi - excess[0] / np.e) / (hi - lo)))
 
 
 def certificate_check() -> CertificateCheck:
@@ -269,11 +314,24 @@ def certificate_check() -> CertificateCheck:
 
 def run_theorem_checks(quick: bool, seed: int) -> TheoremChecks:
     """Every check of this module."""
-    return TheoremChecks(gradient_flow_check(seed), stability_check(quick, seed), mixing_check(),
+    return TheoremChecks(gradient_flow_check(), stability_check(quick, seed), mixing_check(),
                          many_wells_check(quick, seed), certificate_check())
 
 
 # ----------------------------------------------------------------------------------------------- rows
+
+def spread_note(stderr: float | None, source: str) -> str:
+    """How far a row's measured number can be trusted: ``± 1 SE (how)``, or exact when ``stderr`` is None.
+
+    >>> spread_note(0.0123, "over 64 replicas")
+    '± 0.0123 (1 SE, over 64 replicas)'
+    >>> spread_note(None, "quadrature")
+    'exact (quadrature)'
+    """
+    if stderr is None:
+        return f"exact ({source})"
+    return f"± {stderr:.3g} (1 SE, {source})"
+
 
 def theorem_rows(checks: TheoremChecks) -> list[Row]:
     """One or more rows per theorem, in the chapter's order."""
@@ -282,39 +340,51 @@ def theorem_rows(checks: TheoremChecks) -> list[Row]:
             *_certificate_rows(checks.certificate)]
 
 
+_ODE = spread_note(None, "DOP853 ODE solution")
+
+
 def _theorem1_rows(g: GradientFlowCheck) -> list[Row]:
     return [
         Row("Theorem 1: gradient-flow rate = mu (late decay of ||theta - theta*||), holds as written",
             g.strong_convexity, g.late_rate, tolerance=1e-3,
-            note="non-quadratic mu-strongly convex loss, DOP853 ODE solution; the rate is attained at the "
-            "minimum"),
+            note=_ODE + "; non-quadratic mu-strongly convex loss; the rate is attained at the minimum"),
         Row("Theorem 1: max_t ||theta(t) - theta*|| / (||theta_0 - theta*|| e^{-mu t}) <= 1, holds as "
             "written",
-            1.0, g.max_bound_ratio, note="a bound: the measured ratio must not exceed 1"),
+            1.0, g.max_bound_ratio,
+            note=_ODE + "; a bound: the measured ratio must not exceed 1"),
     ]
+
+
+_FP = spread_note(None, "Fokker–Planck semigroup, 600 cells")
 
 
 def _theorem7_rows(m: MixingCheck) -> list[Row]:
     return [
         Row("Theorem 7: OU spectral gap = m (the chapter's gap >= m/2 holds, loose by 2)", 1.0, m.ou_gap,
-            tolerance=1e-3, note="Fokker–Planck operator, 600 cells; ERRATA 004.6"),
+            tolerance=1e-3, note=_FP + "; ERRATA 004.6"),
         Row("Theorem 7: gap >= m/2 on U = x^2/2 + x^4/4 (m = 1), T = 0.1: holds as written", 0.5,
-            m.quartic_gap, note="a bound; Brascamp–Lieb gives gap >= m = 1"),
+            m.quartic_gap, note=_FP + "; a bound; Brascamp–Lieb gives gap >= m = 1"),
         Row(f"Theorem 7: tau_mix({MIXING_EPSILON:g}) <= (2/m) log(1/eps), OU from x0 = {m.far_start:g}, "
             f"T = {m.far_temperature:g}: does not hold (it ignores the start)", m.chapter_time,
             m.far_exact_time, tolerance=0.05,
-            note="exact Gaussian TV; corrected: tau <= (1/gap) log(sqrt(chi^2(p0||pi)) / (2 eps))"),
+            note=spread_note(None, "Gaussian TV of the OU law") + "; corrected: tau <= (1/gap) "
+            "log(sqrt(chi^2(p0||pi)) / (2 eps))"),
         Row("Theorem 7 (corrected): max_t TV / [e^{-gap t} sqrt(chi^2(p0||pi)) / 2] <= 1, quartic", 1.0,
-            m.quartic_bound_ratio, note="a bound: the measured ratio must not exceed 1"),
+            m.quartic_bound_ratio, note=_FP + "; a bound: the measured ratio must not exceed 1"),
         Row("Theorem 7 (corrected): max_t TV / [e^{-gap t} sqrt(chi^2(p0||pi)) / 2] <= 1, double well "
-            "T = 0.15", 1.0, m.double_well_bound_ratio, note="a bound: the measured ratio must not exceed 1"),
+            "T = 0.15", 1.0, m.double_well_bound_ratio, note=_FP + "; a bound: the measured ratio must not "
+            "exceed 1"),
         Row("Theorem 7: late TV decay rate = spectral gap, quartic", m.quartic_gap, m.quartic_late_rate,
-            tolerance=0.01),
+            tolerance=0.01, note=_FP),
         Row("Theorem 7: late TV decay rate = spectral gap ~ e^{-dU/T}, double well (no strong convexity)",
-            m.double_well_gap, m.double_well_late_rate, tolerance=0.01),
+            m.double_well_gap, m.double_well_late_rate, tolerance=0.01, note=_FP),
         Row(f"Theorem 7 (corrected): tau_mix({MIXING_EPSILON:g}) spectral bound vs exact, double well",
-            m.double_well_spectral_time, m.double_well_time, note="a bound: predicted must not be below"),
+            m.double_well_spectral_time, m.double_well_time,
+            note=_FP + "; a bound: predicted must not be below"),
     ]
+
+
+_LYAPUNOV = spread_note(None, "tr C, E V from the discrete Lyapunov equation")
 
 
 def _theorem9_rows(s: StabilityCheck) -> list[Row]:
@@ -322,19 +392,20 @@ def _theorem9_rows(s: StabilityCheck) -> list[Row]:
     return [
         Row(f"Theorem 9: radius^2 ~ (eta/2B) tr(H^-1 Sigma) (sqrt(eta/B) scaling), {small}: holds",
             float(s.leading_order[0]), float(s.radius_squared[0]), tolerance=0.05,
-            note="exact tr C from the discrete Lyapunov equation; non-commuting H, Sigma"),
+            note=_LYAPUNOV + "; non-commuting H, Sigma"),
         Row(f"Theorem 9: radius^2 ~ (eta/2B) tr(H^-1 Sigma), {large} (eta h_max = {s.lrs[1] * 4:g}): holds "
             "only with the correction 1/(1 - eta h/2)", float(s.leading_order[1]), float(s.radius_squared[1]),
-            tolerance=0.05, note="exact tr C from the discrete Lyapunov equation"),
+            tolerance=0.05, note=_LYAPUNOV),
         Row(f"Theorem 9: stationary E V <= eta tr(H Sigma)/(2 c B), {large}: the proof's bound holds",
-            float(s.chapter_bound[1]), float(s.excess_loss[1]), note="a bound: predicted must not be below"),
+            float(s.chapter_bound[1]), float(s.excess_loss[1]),
+            note=_LYAPUNOV + "; a bound: predicted must not be below"),
         Row("Theorem 9: step-size bound eta < 2/lambda_max with SGD's own noise (Gaussian least squares, "
             "d = 10, B = 1): does not hold", s.naive_critical, s.critical, tolerance=0.05,
-            note="exact: spectral radius of the second-moment operator = 1"),
+            note=spread_note(None, "spectral radius of the second-moment operator = 1")),
         Row(f"Theorem 9 (corrected): E||delta_K||^2 at eta = 1.05 eta_c, K = {s.mc_steps}, moment operator "
             "vs SGD simulation", s.predicted_second_moment, s.mc_second_moment,
             tolerance=3 * s.mc_stderr / s.mc_second_moment, measured_stderr=s.mc_stderr,
-            note="tolerance 3 SE over replicas"),
+            note=spread_note(s.mc_stderr, "over replicas") + "; tolerance 3 SE"),
     ]
 
 
@@ -342,34 +413,44 @@ def _theorem10_rows(w: ManyWellsCheck) -> list[Row]:
     rows = [Row(f"Theorem 10: hop rate per coordinate at T = {T:.3g}, quadrature vs simulation",
                 float(e), float(m), tolerance=float(3 * se / m + _euler_allowance(w, float(T))),
                 measured_stderr=float(se),
-                note=f"U = sum sin^2(pi x_i), d = {w.dimension}; tolerance 3 SE + "
-                f"{_euler_allowance(w, T):.3f} "
+                note=spread_note(float(se), "over replicas") + f"; U = sum sin^2(pi x_i), d = {w.dimension}; "
+                f"tolerance 3 SE + {_euler_allowance(w, T):.3f} "
                 f"(Euler dt = {w.dt:g} heats the well by dt U''/2: rate bias (dt U''/2) dL/T)")
             for T, m, se, e in zip(w.temperatures, w.hop_rate, w.hop_stderr, w.exact_hop_rate, strict=True)]
     k = int(np.argmin(np.abs(w.temperatures - w.claimed_tc)))
     rows.append(Row(f"Theorem 10: total hop rate Gamma = d k = 1 at T_c = dL/log d = {w.claimed_tc:.3f}: "
                     "does not hold (Gamma(T_c) is the Kramers prefactor)", 1.0,
                     float(w.dimension * w.hop_rate[k]), tolerance=0.5,
-                    note=f"simulated; theory d k(T_c) = {w.dimension * w.exact_hop_rate[k]:.3g}"))
+                    measured_stderr=float(w.dimension * w.hop_stderr[k]),
+                    note=spread_note(float(w.dimension * w.hop_stderr[k]), "over replicas")
+                    + f"; theory d k(T_c) = {w.dimension * w.exact_hop_rate[k]:.3g}"))
     below, above = w.temperatures < w.claimed_tc, w.temperatures > w.claimed_tc
     sb, seb = _arrhenius_slope(w.temperatures[below], w.hop_rate[below], w.hop_stderr[below])
     sa, sea = _arrhenius_slope(w.temperatures[above], w.hop_rate[above], w.hop_stderr[above])
     rows.append(Row("Theorem 10: Arrhenius slope of the hop rate below vs above T_c (a phase transition "
                     "would change it): no transition", sb, sa,
                     tolerance=3 * float(np.hypot(seb, sea)) / abs(sa),
-                    measured_stderr=sea, note=f"slopes -d log k/d(1/T); barrier {w.barrier:g}; below "
-                    f"{sb:.3f} ± {seb:.3f}, above {sa:.3f} ± {sea:.3f}"))
+                    # both slopes are measured: the spread that matters is their difference's
+                    measured_stderr=float(np.hypot(seb, sea)),
+                    note=f"slopes -d log k/d(1/T), weighted least squares; barrier {w.barrier:g}; below "
+                    f"{sb:.3f} ± {seb:.3f}, above {sa:.3f} ± {sea:.3f} (1 SE); tolerance 3 SE of the "
+                    "difference"))
     rows.append(Row("Theorem 10: Var L at T_c finite, = Gibbs quadrature (claimed to diverge)",
                     float(w.exact_loss_variance[k]), float(w.loss_variance[k]),
                     tolerance=float((3 * w.loss_variance_stderr[k] + 0.03 * w.loss_variance[k])
                                     / w.loss_variance[k]),
                     measured_stderr=float(w.loss_variance_stderr[k]),
-                    note="tolerance 3 SE + 3% (Euler bias)"))
+                    note=spread_note(float(w.loss_variance_stderr[k]), "over replicas")
+                    + "; tolerance 3 SE + 3% (Euler bias)"))
+    se = w.relaxation_stderr
+    relax = ", ".join(f"T={T:.3g}: {r:.3g}" + ("" if se is None else f" ± {e:.2g}")
+                      for T, r, e in zip(w.temperatures, w.relaxation_time,
+                                         w.relaxation_time if se is None else se, strict=True))
     rows.append(Row("Theorem 10: loss relaxation time (1/e) lowest vs highest T (claimed power law below "
                     "T_c): smooth, intra-well", float(w.relaxation_time[0]), float(w.relaxation_time[-1]),
-                    note="from a uniform start in one cell; " + ", ".join(
-                        f"T={T:.3g}: {r:.3g}"
-                        for T, r in zip(w.temperatures, w.relaxation_time, strict=True))))
+                    measured_stderr=None if se is None else float(se[-1]),
+                    note="from a uniform start in one cell; " + relax
+                    + (" (no interval stored)" if se is None else " (1 SE, bootstrap over replicas)")))
     return rows
 
 
@@ -402,5 +483,6 @@ def _certificate_rows(c: CertificateCheck) -> list[Row]:
             rows.append(Row("Key idea 5: overdamped-Langevin Gibbs variance certifies SGD's stationary "
                             f"spread, beta = {beta:g}, eta h = {eh:g}: {verdict}", float(c.gibbs[i, j]),
                             float(c.exact[i, j]), tolerance=0.05,
-                            note=f"exact discrete recursion; predicted relative error {err:.4f}"))
+                            note=spread_note(None, "discrete Lyapunov recursion")
+                            + f"; predicted relative error {err:.4f}"))
     return rows

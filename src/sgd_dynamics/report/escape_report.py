@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgd_dynamics.experiments.basin_selection import SGD_ELIMINATION_ALLOWANCE
+from sgd_dynamics.experiments.basin_selection import SGD_ELIMINATION_ALLOWANCE, coefficient_of_variation
 from sgd_dynamics.experiments.basins import BasinsCurves, basins_config, basins_rows, load_basins
 from sgd_dynamics.experiments.escape_study import DOUBLE_WELL, EscapeStudy
 from sgd_dynamics.report.html import ReportSection, Table, write_report
@@ -59,7 +59,8 @@ def write_basins_report(run_dir: Path | str) -> Path:
         extra.append(theorem_section(results.theorems))
     return build_escape_report(run_dir, results.study, results.curves, extra_sections=extra,
                                metadata=run_metadata(run_dir, basins_config(run_dir)),
-                               summary=basins_rows(results.study, results.rate_matrix, results.theorems))
+                               summary=basins_rows(results.study, results.rate_matrix, results.theorems,
+                                                   results.autocorrelation))
 
 
 def _figure(ncols: int = 1, width: float = 4.4, height: float = 3.4):
@@ -71,6 +72,17 @@ def _figure(ncols: int = 1, width: float = 4.4, height: float = 3.4):
 
 def _list(values, fmt: str = ".3f") -> str:
     return ", ".join(f"{v:{fmt}}" for v in values)
+
+
+def _pm(values, errors, fmt: str = ".3f") -> str:
+    """``v ± e`` for each pair: a measured number is never quoted without its standard error."""
+    return ", ".join(f"{v:{fmt}} ± {e:{fmt}}" for v, e in zip(values, errors, strict=True))
+
+
+def _mean_se(errors) -> float:
+    """Standard error of the mean of independent estimates with these standard errors."""
+    errors = np.asarray(errors, dtype=np.float64)
+    return float(np.sqrt(np.sum(errors**2)) / errors.size)
 
 
 def _sentence(text: str) -> str:
@@ -172,7 +184,8 @@ def _arrhenius_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSectio
         f"with fitted slope {slope:.3f} ± {se:.3f} (barrier dU = {a.barrier:g}; the exact-quadrature times "
         "over "
         f"the same temperatures give {a.fit_exact.barrier:.3f}). "
-        f"Monte Carlo/exact ratios are {_list(ratio)} ({'all within' if mc_ok else 'not all within'} 3 "
+        f"Monte Carlo/exact ratios are {_pm(ratio, a.mc_stderr / a.exact)} (± 1 SE; "
+        f"{'all within' if mc_ok else 'not all within'} 3 "
         "standard "
         f"errors, largest |z| = {np.max(np.abs(z)):.1f}), the slope "
         f"{'agrees with' if slope_ok else 'differs from'} the barrier within 3 SE, and Kramers/exact "
@@ -226,7 +239,8 @@ def _exit_time_section(study: EscapeStudy) -> ReportSection:
         )
         ax.legend(fontsize=7)
     pvals = np.array([s.ks_pvalue for s in a.exit_statistics])
-    cv = np.array([np.std(t, ddof=1) / np.mean(t) for t in a.exit_times])
+    cv, cv_se = np.array([_coefficient_of_variation(s, t) for s, t in zip(a.exit_statistics, a.exit_times,
+                                                                          strict=True)]).T
     ratio = a.barrier / a.temperatures
     rejected = [j for j in range(len(pvals)) if pvals[j] < 0.01]
     if not rejected:
@@ -244,20 +258,29 @@ def _exit_time_section(study: EscapeStudy) -> ReportSection:
     reading = (
         f"Histograms of the exit times of the Arrhenius runs (scaled by their mean) at "
         f"T = {_list(a.temperatures[picks], 'g')} against the exponential density; the coefficients of "
-        f"variation are {_list(cv[picks])} (1 for an exponential) and the KS p-values over all temperatures "
+        f"variation are {_pm(cv[picks], cv_se[picks])} (± 1 SE, jackknife; 1 for an exponential) and the KS "
+        "p-values over all temperatures "
         f"{_list(pvals, '.2g')}. {verdict}."
     )
     rows = tuple(
-        (float(T), float(r), float(c), float(s.ks_statistic), float(s.ks_pvalue))
-        for T, r, c, s in zip(a.temperatures, ratio, cv, a.exit_statistics, strict=True)
+        (float(T), float(r), float(c), float(e), float(s.ks_statistic), float(s.ks_pvalue))
+        for T, r, c, e, s in zip(a.temperatures, ratio, cv, cv_se, a.exit_statistics, strict=True)
     )
     return ReportSection(
         SECTION_TITLES[1],
         reading,
         figure=fig,
         name="exit_time_histograms",
-        table=Table(("T", "dU/T", "std/mean", "KS distance", "KS p-value"), rows),
+        table=Table(("T", "dU/T", "std/mean", "SE", "KS distance", "KS p-value"), rows,
+                    caption="SE of std/mean: jackknife over the exit times; KS: test statistic, exact"),
     )
+
+
+def _coefficient_of_variation(statistics, times) -> tuple[float, float]:
+    """The stored ``std / mean`` and its SE; recomputed from the times for records written before them."""
+    if math.isfinite(statistics.coefficient_of_variation_stderr):
+        return statistics.coefficient_of_variation, statistics.coefficient_of_variation_stderr
+    return coefficient_of_variation(times)
 
 
 # --------------------------------------------------------------------------------------- 3. occupation
@@ -331,11 +354,12 @@ def _occupation_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSecti
         f"Gibbs probability of the wide basin is {_list(o.quadrature)} by quadrature at T = "
         f"{_list(o.temperatures, 'g')} (Laplace, T → 0: {o.laplace[0]:.3f} = "
         f"{det_ratio:.2f}/(1+{det_ratio:.2f})), "
-        f"and isotropic Langevin runs give {_list(iso)} ({'all within' if iso_ok else 'not all within'} 3 "
+        f"and isotropic Langevin runs give {_pm(iso, iso_se)} (± 1 SE; "
+        f"{'all within' if iso_ok else 'not all within'} 3 "
         "SE of "
         f"quadrature, largest |z| = {np.max(np.abs(z_iso)):.1f}). "
         "With SGD-shaped noise at the same temperature across the barrier the wide basin holds "
-        f"{_list(sgd)}, on average {abs(float(np.mean(shift))):.3f} "
+        f"{_pm(sgd, sgd_se)}, on average {abs(float(np.mean(shift))):.3f} ± {_mean_se(shift_se):.3f} "
         f"{'less' if np.mean(shift) < 0 else 'more'} than with isotropic noise, "
         + (
             "below it by more than 3 SE at every temperature, so the Gibbs law of U does not predict the "
@@ -352,10 +376,11 @@ def _occupation_section(study: EscapeStudy, curves: BasinsCurves) -> ReportSecti
         "transverse direction, and the simulated fractions "
         + (
             f"agree with it (all within 3 SE plus the measured elimination error "
-            f"+{SGD_ELIMINATION_ALLOWANCE:g}; mean excess {float(np.mean(gap)):+.3f})."
+            f"+{SGD_ELIMINATION_ALLOWANCE:g}; mean excess {float(np.mean(gap)):+.3f} ± "
+            f"{_mean_se(sgd_se):.3f})."
             if pred_ok
             else f"do not all agree with it within 3 SE plus the elimination allowance "
-            f"+{SGD_ELIMINATION_ALLOWANCE:g} (excess {_list(gap, '+.3f')})."
+            f"+{SGD_ELIMINATION_ALLOWANCE:g} (excess {_pm(gap, sgd_se, '+.3f')})."
         )
     )
     rows = tuple(
@@ -439,7 +464,8 @@ def _annealing_section(study: EscapeStudy) -> ReportSection:
             )
     cooled = [o for o in res.outcomes if o.kind in ("step", "cosine")]
     if cooled:
-        gaps = ", ".join(f"{o.kind} {o.gibbs_fraction - o.deep_fraction:.3f}" for o in cooled)
+        gaps = ", ".join(f"{o.kind} {o.gibbs_fraction - o.deep_fraction:.3f} ± {o.stderr:.3f}"
+                         for o in cooled)
         second.append(
             f"the step and cosine schedules freeze before their final temperature, short of its Gibbs "
             f"fraction by {gaps}"

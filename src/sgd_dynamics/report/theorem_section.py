@@ -11,6 +11,7 @@ import math
 
 from sgd_dynamics.experiments.theorem_checks import TheoremChecks, theorem_rows
 from sgd_dynamics.report.html import ReportSection, Table
+from sgd_dynamics.verdicts import Row
 
 
 def theorem_section(checks: TheoremChecks) -> ReportSection:
@@ -33,9 +34,20 @@ def theorem_section(checks: TheoremChecks) -> ReportSection:
         + ("with no change of the Arrhenius slope across it. " if slope.verdict == "holds" else
            f"and the Arrhenius slope test across it gives '{slope.verdict}'. ")
         + "Key idea 5's Gibbs variance is off by eta h / (2(1 + beta)).")
-    table = Table(("statement", "predicted", "measured", "rel. error", "tolerance", "verdict"),
-                  tuple((r.quantity, r.predicted, r.measured,
+    table = Table(("statement", "predicted", "measured", "spread of measured", "rel. error", "tolerance",
+                   "verdict"),
+                  tuple((r.quantity, r.predicted, r.measured, _spread(r),
                          f"{100 * r.relative_error:+.2f}%" if math.isfinite(r.relative_error) else "n/a",
-                         "—" if r.tolerance is None else r.tolerance, r.verdict) for r in rows),
-                  caption="rows 'reported' are bounds (see the statement) or carry no tolerance")
+                         "—" if r.tolerance is None else f"{100 * r.tolerance:.3g}%", r.verdict)
+                        for r in rows),
+                  caption="rows 'reported' are bounds (see the statement), carry no tolerance, or have a "
+                  "tolerance within twice the measurement's standard error; 'exact': a deterministic "
+                  "computation (ODE solver, Fokker–Planck operator, discrete Lyapunov equation)")
     return ReportSection("Chapter 004's theorems, checked", reading, table=table, name="theorems")
+
+
+def _spread(row: Row) -> str:
+    """``± SE`` of a simulated number; the deterministic ones are exact."""
+    if row.measured_stderr is not None:
+        return f"± {row.measured_stderr:.3g} (1 SE)"
+    return "exact" if row.note.startswith("exact") else "—"
