@@ -189,6 +189,12 @@ _EXPORTS: dict[str, str] = {
     "run_theorem_checks": "theorem_checks",
     "theorem_rows": "theorem_checks",
     "spread_note": "theorem_checks",
+    # Run-to-run spread of the basins study: its simulated numbers with their intervals, two runs compared
+    "FittedNumber": "seed_spread",
+    "SeedComparison": "seed_spread",
+    "basins_fitted_numbers": "seed_spread",
+    "fitted_numbers": "seed_spread",
+    "seed_agreement": "seed_spread",
     # Minibatch SGD loops on in-memory tensors, with both samplers of ``Hyperparams.sampler``
     "LOSSES": "training",
     "full_batches": "training",
