@@ -221,3 +221,16 @@ def test_cli_basins_rejects_a_file_as_output_and_a_negative_seed(tmp_path):
     args = _parser().parse_args(["basins", "--out", str(tmp_path / "d"), "--seed", "-2"])
     with pytest.raises(ValueError, match="--seed=-2 is invalid: expected an integer >= 0"):
         args.func(args)
+
+
+def test_every_summary_row_states_its_interval_or_that_it_is_exact(study, theorem_checks_quick):
+    # issue 16: a simulated number without its standard error could hide a verdict inside the noise
+    auto, rates = _stand_in_timescales()
+    rows = basins_rows(study, rates, theorem_checks_quick, auto)
+    for r in rows:
+        assert np.isfinite(r.predicted) and np.isfinite(r.measured), r.quantity
+        if r.measured_stderr is None:
+            assert r.note.startswith("exact ("), r.quantity
+        else:
+            assert np.isfinite(r.measured_stderr) and r.measured_stderr > 0 and "±" in r.note, r.quantity
+    assert sum(r.measured_stderr is not None for r in rows) >= 30  # every Monte Carlo row, not a few

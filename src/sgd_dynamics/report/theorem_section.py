@@ -30,7 +30,8 @@ def theorem_section(checks: TheoremChecks) -> ReportSection:
         f"start-free {m.chapter_time:.2f}. "
         f"Theorem 9's step-size bound 2/lambda_max = {s.naive_critical:.3g} is far above the exact limit "
         f"{s.critical:.3g} of SGD with its own least-squares noise (batch 1), and Theorem 10's hop rate at "
-        f"T_c = {w.claimed_tc:.3g} is {w.dimension * w.hop_rate[at_tc]:.3g}, not 1, "
+        f"T_c = {w.claimed_tc:.3g} is {w.dimension * w.hop_rate[at_tc]:.3g} ± "
+        f"{w.dimension * w.hop_stderr[at_tc]:.2g} (1 SE), not 1, "
         + ("with no change of the Arrhenius slope across it. " if slope.verdict == "holds" else
            f"and the Arrhenius slope test across it gives '{slope.verdict}'. ")
         + "Key idea 5's Gibbs variance is off by eta h / (2(1 + beta)).")
