@@ -8,7 +8,9 @@ spectral gap, rate matrix) and the checks of the chapter's theorems
 (:class:`BasinsCurves`: exact MFPT by quadrature and Kramers on a temperature grid, ERRATA 004.4; the Gibbs
 and SGD-noise occupations, ERRATA 004.3; the landscape's energy map), and stores all of it as typed records
 in ``RUN_DIR/results/``. :func:`basins_rows` gives the verdicts of ``summary.json`` and of the page's
-summary table.
+summary table; every simulated number in them carries its standard error (``measured_stderr``, so no verdict
+is given inside the noise, and ``± SE`` in the note) and every deterministic one says it is exact (issue 16).
+Two runs are compared number by number with :mod:`sgd_dynamics.experiments.seed_spread`.
 """
 
 from __future__ import annotations
