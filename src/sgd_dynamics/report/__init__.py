@@ -56,7 +56,7 @@ _EXPORTS: dict[str, str] = {
     "autocorrelation_figure": "timescale_figures",
     "rate_matrix_figure": "timescale_figures",
     "timescale_sections": "timescale_figures",
-    "theorem_section": "theorem_section",
+    "theorem_section": "theorem_report",
     # Figures of the stationarity certificate, the drift/diffusion split and the spectral measures
     "displacement_parts": "stationarity_figures",
     "monitored_series": "stationarity_figures",

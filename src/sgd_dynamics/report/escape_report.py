@@ -49,7 +49,7 @@ _COLORS = {"constant": "C0", "step": "C1", "cosine": "C2", "log": "C3"}
 
 def write_basins_report(run_dir: Path | str) -> Path:
     """Write ``run_dir/report.html`` (figures in ``run_dir/figures``) from the stored basins study."""
-    from sgd_dynamics.report.theorem_section import theorem_section
+    from sgd_dynamics.report.theorem_report import theorem_section
     from sgd_dynamics.report.timescale_figures import timescale_sections
 
     run_dir = Path(run_dir)
