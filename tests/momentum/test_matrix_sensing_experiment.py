@@ -21,7 +21,7 @@ from sgd_dynamics.simulate import MatrixSensing, MatrixSensingEnsemble
 @pytest.fixture(scope="module")
 def small_seeds():
     # the three betas of the default grid around the minimum, 8 replicas: about 2 s a seed
-    cfg = MatrixSensingConfig(momenta=DEFAULT_MOMENTA[3:6], steps=1500, max_steps=3000, n_bootstrap=100)
+    cfg = MatrixSensingConfig(momenta=DEFAULT_MOMENTA[3:6], steps=1000, max_steps=2000, n_bootstrap=100)
     return {seed: run_matrix_sensing(replace(cfg, seed=seed)) for seed in (0, 1)}
 
 
@@ -77,6 +77,21 @@ def test_estimator_recovers_the_minimum_of_a_known_timescale_from_synthetic_repl
     assert 1 - est.best_momentum == pytest.approx(q_star, rel=bias)
 
 
+def test_a_diverged_replica_censors_its_beta_and_leaves_no_nan():
+    steps = np.arange(0, 2001, 10)
+    tau = np.array([300.0, 200.0, 250.0, 400.0])
+    traces = np.broadcast_to(1 + 0.2 * np.exp(-steps / tau[:, None, None]), (4, 3, steps.size)).copy()
+    traces[1, 2, 150:] = np.nan                   # the fastest beta blows up in one replica
+    est = estimate_optimal_momentum((0.99, 0.98, 0.97, 0.96), steps, traces, 0.02, n_bootstrap=50)
+    assert est.diverged.tolist() == [False, True, False, False]
+    assert est.time_to_level[1] == math.inf and np.isfinite(est.time_to_level[[0, 2, 3]]).all()
+    # the lowest late median (last quarter, 50 records) among the finite betas: tau = 250
+    assert est.floor == pytest.approx(1 + 0.2 * np.median(np.exp(-steps[-50:] / 250.0)), rel=1e-12)
+    assert not est.interior and est.grid_best_momentum == 0.97    # its neighbour 0.98 is censored
+    assert not np.isnan(est.time_to_level_interval).any()
+    assert est.one_minus_best_stderr == math.inf     # located only to the grid: never judged
+
+
 def test_ensemble_replicas_solve_their_own_instance():
     ens = MatrixSensingEnsemble.random(3, 5, 2, 12, seed=7)
     rng = np.random.default_rng(0)
@@ -126,6 +141,8 @@ def test_row_is_judged_only_outside_the_noise(small_seeds):
     assert row.measured_stderr == ms.optimum.one_minus_best_stderr
     inside = 2 * row.measured_stderr >= SENSING_TOLERANCE * abs(row.measured)
     assert (row.verdict == "reported") == inside
+    noisy = replace(ms, optimum=replace(ms.optimum, one_minus_best_stderr=0.2 * row.measured))
+    assert sensing_row(noisy).verdict == "reported"   # 2 s.e. = 40% > the 30% tolerance
     assert "CI [" in row.note and "nan" not in row.note
 
 
@@ -136,6 +153,7 @@ def test_runs_are_extended_until_every_beta_reaches_the_floor_or_censored_at_the
     assert res.steps[-1] == 1200 and np.all(np.diff(res.steps) == cfg.record_every)   # extended twice
     assert res.optimum.reached.tolist() == [False, True, True]     # 0.95 needs ~1e4 steps: censored
     assert res.optimum.time_to_level[0] == math.inf and not res.optimum.interior
+    assert sensing_row(res).verdict == "reported"     # beta* is only a grid point here
     assert math.isfinite(res.test_error[1, -1]) and res.test_error[1, -1] < 0.05 * res.test_error[1, 0]
 
 

@@ -91,9 +91,11 @@ class OptimalMomentum:
     ``time_to_level[i]`` is ``inf`` for a censored ``beta`` (never within ``level`` of ``floor`` in the
     recorded steps); ``time_to_level_interval`` is its bootstrap interval (upper end ``inf`` when some
     resamples are censored); ``floor_settled`` says whether the curve that sets the floor has stopped
-    falling. ``best_momentum`` is the parabola vertex when ``interior`` (the grid argmin has two uncensored
+    falling, ``diverged`` which ``beta`` had a replica blow up (censored too, never ``nan``).
+    ``best_momentum`` is the parabola vertex when ``interior`` (the grid argmin has two uncensored
     neighbours), else the grid argmin; ``one_minus_best_stderr`` is the bootstrap standard error of
-    ``1 - beta*`` and ``interior_fraction`` the share of resamples with an interior vertex.
+    ``1 - beta*`` (``inf`` without an interior vertex) and ``interior_fraction`` the share of resamples with
+    an interior vertex.
     """
 
     momenta: tuple[float, ...]
@@ -101,6 +103,7 @@ class OptimalMomentum:
     time_to_level: NDArray[np.float64]
     time_to_level_interval: NDArray[np.float64]
     floor_settled: bool
+    diverged: NDArray[np.bool_]
     grid_best_momentum: float
     best_momentum: float
     best_momentum_interval: tuple[float, float]
@@ -133,9 +136,13 @@ class MatrixSensingResult:
 
 
 def robust_floor(mean_traces: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Lowest over ``beta`` of the median over the last quarter: ``(..., beta, records) -> (...)``."""
+    """Lowest over ``beta`` of the median over the last quarter: ``(..., beta, records) -> (...)``.
+
+    A diverged ``beta`` (non-finite trace) takes no part; ``inf`` when every one diverged.
+    """
     n = mean_traces.shape[-1]
-    return np.median(mean_traces[..., n - max(1, n // 4):], axis=-1).min(axis=-1)
+    late = np.median(mean_traces[..., n - max(1, n // 4):], axis=-1)
+    return np.where(np.isfinite(late), late, math.inf).min(axis=-1)
 
 
 def floor_settled(mean_traces: NDArray[np.float64], level: float) -> bool:
@@ -148,8 +155,14 @@ def floor_settled(mean_traces: NDArray[np.float64], level: float) -> bool:
     q = max(1, n // 4)
     last = np.median(mean_traces[:, n - q:], axis=1)
     before = np.median(mean_traces[:, n - 2 * q:n - q], axis=1)
+    last = np.where(np.isfinite(last), last, math.inf)
     i = int(np.argmin(last))
-    return bool(abs(before[i] - last[i]) < level * last[i] / 4)
+    return bool(np.isfinite(last[i]) and abs(before[i] - last[i]) < level * last[i] / 4)
+
+
+def diverged(mean_traces: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which ``beta`` had a replica leave the valley for good (a non-finite trace): ``(beta, records)``."""
+    return ~np.isfinite(mean_traces).all(axis=-1)
 
 
 def time_to_level(curves: NDArray[np.float64], steps: NDArray, level: ArrayLike) -> NDArray[np.float64]:
@@ -157,9 +170,9 @@ def time_to_level(curves: NDArray[np.float64], steps: NDArray, level: ArrayLike)
 
     ``curves``: ``(..., records)`` recorded at ``steps``; ``level`` broadcasts against ``curves[..., 0]``.
     A curve that starts inside the band counts from its first record above it (the trace rises off the
-    start before it falls along the valley).
+    start before it falls along the valley); a non-finite value counts as above.
     """
-    above = curves > np.asarray(level)[..., None]
+    above = ~(curves <= np.asarray(level)[..., None])
     left = np.logical_or.accumulate(above, axis=-1) | ~above.any(axis=-1, keepdims=True)
     below = ~above & left
     k = np.argmax(below, axis=-1)
@@ -179,6 +192,10 @@ def parabola_vertex(x: NDArray[np.float64], y: NDArray[np.float64]) -> tuple[flo
 
     Returns ``(x*, True)``; ``(x[argmin], False)`` when the argmin is at an end of the grid or a neighbour is
     not finite (a censored time), so no interior minimum is resolved.
+
+    >>> x = np.array([0.0, 1.0, 3.0, 4.0])
+    >>> parabola_vertex(x, (x - 1.3) ** 2)   # exact for a parabola, on any spacing
+    (1.3, True)
     """
     i = int(np.argmin(y))
     if i == 0 or i == len(y) - 1 or not np.all(np.isfinite(y[i - 1:i + 2])):
@@ -205,6 +222,7 @@ def _optimum(mean_traces: NDArray[np.float64], steps: NDArray, log_q: NDArray, l
     """``mean_traces``: ``(beta, records)`` with ``beta`` ordered by increasing ``log_q = log(1 - beta)``."""
     floor = float(robust_floor(mean_traces))
     times = time_to_level(mean_traces, steps, np.float64((1 + level) * floor))
+    times[diverged(mean_traces)] = math.inf
     x, interior = parabola_vertex(log_q, np.log(np.maximum(times, 1.0)))
     return _Optimum(floor, times, x, interior)
 
@@ -246,12 +264,17 @@ def estimate_optimal_momentum(momenta: tuple[float, ...], steps: NDArray, traces
     times[order] = point.times
     boot_times[:, order] = np.array([b.times for b in boot])
     lo_q, hi_q = percentile_interval(one_minus, CONFIDENCE)
+    # Without an interior vertex beta* is a grid point next to an edge or a censored beta (or, with no beta at
+    # the floor, the grid's first): located only to the grid, so an infinite error keeps it unjudged.
+    stderr = float(np.std(one_minus, ddof=1)) if point.interior else math.inf
+    mean_traces = traces.mean(axis=1)
     return OptimalMomentum(
         tuple(float(b) for b in momenta), point.floor, times,
         np.array([_interval(boot_times[:, i]) for i in range(len(order))]),
-        floor_settled(traces.mean(axis=1), level),
-        float(momenta[int(np.argmin(times))]), 1 - math.exp(point.log_one_minus), (1 - hi_q, 1 - lo_q),
-        float(np.std(one_minus, ddof=1)), point.interior, float(np.mean([b.interior for b in boot])),
+        floor_settled(mean_traces, level), diverged(mean_traces),
+        float(np.asarray(momenta)[order][int(np.argmin(point.times))]), 1 - math.exp(point.log_one_minus),
+        (1 - hi_q, 1 - lo_q),
+        stderr, point.interior, float(np.mean([b.interior for b in boot])),
     )
 
 
@@ -273,7 +296,8 @@ def _simulate(cfg: MatrixSensingConfig, model: MatrixSensingEnsemble):
     while True:
         n = min(cfg.steps, cfg.max_steps - state.step)
         # Small matmuls: a multi-threaded BLAS only oversubscribes the cores (40x slower, loaded 2-core box)
-        with threadpool_limits(limits=1):
+        # an unstable beta overflows: it is reported as diverged, not warned about step by step
+        with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
             tr = simulate_label_noise(model, state, cfg.lr, beta, math.sqrt(cfg.label_noise_variance), n,
                                       cfg.record_every, rng)
         skip = 1 if steps else 0   # a continued run records its starting state again
@@ -284,7 +308,7 @@ def _simulate(cfg: MatrixSensingConfig, model: MatrixSensingEnsemble):
         trace = np.concatenate(traces).reshape(-1, nb, r).transpose(1, 2, 0)
         mean = trace.mean(axis=1)
         level = (1 + cfg.level) * robust_floor(mean)
-        reached = np.isfinite(time_to_level(mean, np.concatenate(steps), level))
+        reached = np.isfinite(time_to_level(mean, np.concatenate(steps), level)) | diverged(mean)
         if (reached.all() and floor_settled(mean, cfg.level)) or state.step >= cfg.max_steps:
             test = np.concatenate(tests).reshape(-1, nb, r).transpose(1, 2, 0)
             return np.concatenate(steps), trace, test

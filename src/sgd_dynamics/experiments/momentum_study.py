@@ -166,6 +166,8 @@ def sensing_row(ms: MatrixSensingResult) -> Row:
     opt = ms.optimum
     lo, hi = (1 - opt.best_momentum_interval[1], 1 - opt.best_momentum_interval[0])
     how = "parabola vertex in log(1 - beta) of log t" if opt.interior else "grid argmin (no interior vertex)"
+    if not opt.reached.any():   # nothing to locate: the grid's first point would be a number without meaning
+        how = "no beta reached the floor, not measured"
     return Row("matrix sensing: 1 - beta*", ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT,
                1 - opt.best_momentum, SENSING_TOLERANCE,
                note=f"{how}, {opt.confidence:.0%} CI [{lo:.4g}, {hi:.4g}] over {ms.config.replicas} "

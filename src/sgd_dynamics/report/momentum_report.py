@@ -121,6 +121,9 @@ def _sensing_figure(res: MatrixSensingResult):
     ax.axvline(res.predicted_constant * res.config.lr**OPTIMAL_EXPONENT, color="k", lw=1, ls="--",
                label=r"$C\eta^{2/3}$ (ERRATA 003.6)")
     ax.set(xlabel=r"$1-\beta$", ylabel="steps to the level", xscale="log", yscale="log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())   # minor labels of a short log axis overlap
     ax.legend(fontsize=6)
     return fig
 
@@ -222,30 +225,45 @@ def _alpha_section(results: MomentumResults) -> ReportSection:
     )
 
 
-def _sensing_section(ms: MatrixSensingResult) -> ReportSection:
+def _sensing_reading(ms: MatrixSensingResult) -> str:
     opt, cfg = ms.optimum, ms.config
-    cap = int(ms.steps[-1])
-    rows = tuple(
-        (b, 1 - b, f"{t:.0f}" if math.isfinite(t) else f"not reached by {cap}",
-         f"[{lo:.0f}, {hi:.0f}]" if math.isfinite(hi) else f"[{lo:.0f}, > {cap}]")
-        for b, t, (lo, hi) in zip(opt.momenta, opt.time_to_level, opt.time_to_level_interval, strict=True)
-    )
+    reached = (f"{int(opt.reached.sum())} of {opt.reached.size} beta bring the replica-mean trace within "
+               f"{100 * cfg.level:g}% of its floor within {int(ms.steps[-1])} steps "
+               f"({int(opt.diverged.sum())} diverged), over {cfg.replicas} replicas, each its own random "
+               "problem")
+    if not opt.reached.any():
+        return f"{reached}: beta* is not measured."
     predicted = ms.predicted_constant * cfg.lr**OPTIMAL_EXPONENT
     lo, hi = 1 - opt.best_momentum_interval[1], 1 - opt.best_momentum_interval[0]
-    inside = lo <= predicted <= hi
     how = ("the vertex of the parabola of log(steps) against log(1-beta) through the grid argmin and its "
            "neighbours" if opt.interior else "the grid argmin (no interior minimum: it lies at an end of the "
            "grid or next to a censored beta)")
-    return ReportSection(
-        "Matrix sensing: trace of the Hessian and test error per momentum",
-        f"{int(opt.reached.sum())} of {opt.reached.size} beta bring the replica-mean trace within "
-        f"{100 * cfg.level:g}% of its floor {opt.floor:.4g} (the lowest late-time median; "
-        f"{'settled' if opt.floor_settled else 'still falling, so an upper bound'}) within {cap} steps, over "
-        f"{cfg.replicas} replicas, each its own random problem. "
+    return (
+        f"{reached}; the floor {opt.floor:.4g} is the lowest late-time median "
+        f"({'settled' if opt.floor_settled else 'still falling, so an upper bound'}). "
         f"The fastest is 1-beta*={1 - opt.best_momentum:.4g}, 95% CI [{lo:.4g}, {hi:.4g}] "
         f"(bootstrap over replicas, {100 * opt.interior_fraction:.0f}% of resamples interior), from {how}; "
         f"the corrected prediction C eta^(2/3)={predicted:.4g} (ERRATA 003.6) lies "
-        f"{'inside' if inside else 'outside'} that interval, and C is known only up to 2^(1/3) there.",
+        f"{'inside' if lo <= predicted <= hi else 'outside'} that interval, and C is known only up to "
+        "2^(1/3) there. The interval is statistical only: a different level (the definition of 'reached') "
+        "moves beta*."
+    )
+
+
+def _steps_cells(t: float, ci: tuple[float, float], blew_up: bool, cap: int) -> tuple[str, str]:
+    """A time to the level and its interval as table cells: censored and diverged runs in words."""
+    if blew_up or not math.isfinite(t):
+        return ("diverged" if blew_up else f"not reached by {cap}"), "-"
+    return f"{t:.0f}", f"[{ci[0]:.0f}, {ci[1]:.0f}]" if math.isfinite(ci[1]) else f"[{ci[0]:.0f}, > {cap}]"
+
+
+def _sensing_section(ms: MatrixSensingResult) -> ReportSection:
+    opt, cfg = ms.optimum, ms.config
+    per_beta = zip(opt.momenta, opt.time_to_level, opt.time_to_level_interval, opt.diverged, strict=True)
+    rows = tuple((b, 1 - b, *_steps_cells(t, ci, d, int(ms.steps[-1]))) for b, t, ci, d in per_beta)
+    return ReportSection(
+        "Matrix sensing: trace of the Hessian and test error per momentum",
+        _sensing_reading(ms),
         figure=_sensing_figure(ms),
         name="matrix_sensing",
         table=Table(("beta", "1-beta", "steps to level", "95% CI"), rows,

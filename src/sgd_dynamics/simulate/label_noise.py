@@ -277,6 +277,11 @@ class MatrixSensingEnsemble:
     at ``(d, r, P)`` (what 003 eq. 131 predicts), not of one draw; the replicas of every hyperparameter block
     share the instances, so blocks are compared on the same problems. Each quantity equals
     :class:`MatrixSensing`'s on that replica's instance.
+
+    >>> ens = MatrixSensingEnsemble.random(instances=2, dimension=4, rank=1, dataset_size=6, seed=0)
+    >>> u = np.random.default_rng(1).standard_normal((4, 4, 4))   # replicas 0, 2 on instance 0; 1, 3 on 1
+    >>> bool(np.isclose(ens.loss((u, u))[3], ens.instances[1].loss((u[3:], u[3:]))[0]))
+    True
     """
 
     instances: tuple[MatrixSensing, ...]
