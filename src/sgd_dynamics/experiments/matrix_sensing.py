@@ -11,7 +11,9 @@ fraction ``level`` of the *floor*. The start ``U = V = I`` is off the valley and
 level relative to the start is meaningless; the floor is the lowest, over ``beta``, of the median of the
 replica-mean trace over the last quarter of the run (a median, not the lowest recorded value, which is a
 noise dip that slower runs never reach). Runs are extended by ``steps`` until every ``beta`` reaches the level
-or ``max_steps``; a ``beta`` still above it is *censored* (time ``inf``, reported as not reached).
+and the curve that sets the floor has stopped falling, or up to ``max_steps``; a ``beta`` still above the
+level is *censored* (time ``inf``, reported as not reached), and one whose trace overflows is censored as
+diverged.
 
 ``beta*`` is continuous: the vertex of the parabola of ``log t`` against ``log(1 - beta)`` through the grid
 argmin and its two neighbours; its interval comes from a bootstrap over replicas (replica indices resampled,
@@ -254,6 +256,7 @@ def estimate_optimal_momentum(momenta: tuple[float, ...], steps: NDArray, traces
             "traces.shape", traces.shape, f"(len(momenta)={len(momenta)}, replicas, len(steps)={len(steps)})")
     require(traces.shape[1] >= 2, "replicas", traces.shape[1], ">= 2 (the interval resamples them)")
     require(len(momenta) >= 3, "momenta", momenta, "at least three values")
+    require(0 < level < 1, "level", level, "0 < level < 1")
     check_bootstrap(n_bootstrap, CONFIDENCE)
     order = np.argsort(-np.asarray(momenta))          # increasing 1 - beta
     log_q = np.log1p(-np.asarray(momenta, dtype=np.float64))[order]
@@ -295,8 +298,8 @@ def _simulate(cfg: MatrixSensingConfig, model: MatrixSensingEnsemble):
     steps, traces, tests = [], [], []
     while True:
         n = min(cfg.steps, cfg.max_steps - state.step)
-        # Small matmuls: a multi-threaded BLAS only oversubscribes the cores (40x slower, loaded 2-core box)
-        # an unstable beta overflows: it is reported as diverged, not warned about step by step
+        # Small matmuls: a multi-threaded BLAS only oversubscribes the cores (40x slower, loaded 2-core box).
+        # An unstable beta overflows: it is reported as diverged, not warned about step by step.
         with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
             tr = simulate_label_noise(model, state, cfg.lr, beta, math.sqrt(cfg.label_noise_variance), n,
                                       cfg.record_every, rng)
