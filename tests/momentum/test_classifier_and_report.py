@@ -63,7 +63,8 @@ def test_momentum_scaling_fit_recovers_the_law_and_the_ols_standard_error():
 def test_report_embeds_decodable_png_figures(tmp_path, quick_classifier):
     uv = run_activation_sweep(UVStudyConfig.quick(gammas=(0.3, 0.8), lrs=(0.03, 0.1), replicas=4))
     sensing = run_matrix_sensing(
-        MatrixSensingConfig(momenta=(0.9, 0.99, 0.998), steps=500, replicas=1, record_every=50)
+        MatrixSensingConfig(momenta=(0.9, 0.988, 0.998), steps=500, max_steps=500, replicas=2,
+                            record_every=50, n_bootstrap=20)
     )
     results = momentum_report.MomentumResults(uv, sensing, quick_classifier, {"test": 0.0})
     page = momentum_report.build_momentum_report(tmp_path, results)
@@ -122,7 +123,8 @@ def test_run_momentum_writes_one_run_directory_that_report_run_dir_redraws(tmp_p
 
     config = momentum_study.MomentumConfig(
         uv=UVStudyConfig.quick(gammas=(0.3, 0.8), lrs=(0.03, 0.1), replicas=4),
-        sensing=MatrixSensingConfig(momenta=(0.9, 0.99, 0.998), steps=500, replicas=1, record_every=50),
+        sensing=MatrixSensingConfig(momenta=(0.9, 0.988, 0.998), steps=500, max_steps=500, replicas=2,
+                                    record_every=50, n_bootstrap=20),
         classifier=quick_classifier.config)
     monkeypatch.setattr(momentum_study, "run_classifier_study", lambda cfg: quick_classifier)
     run = momentum_study.run_momentum(config, tmp_path / "run")

@@ -98,6 +98,8 @@ _EXPORTS: dict[str, str] = {
     # Matrix sensing with label noise: Hessian trace and test error against steps for a sweep of ``beta``
     "MatrixSensingConfig": "matrix_sensing",
     "MatrixSensingResult": "matrix_sensing",
+    "OptimalMomentum": "matrix_sensing",
+    "estimate_optimal_momentum": "matrix_sensing",
     "run_matrix_sensing": "matrix_sensing",
     # Where the continuous model departs from the exact discrete recursion as ``eta * rho`` grows (ERRATA ...
     "ModelComparison": "model_comparison",

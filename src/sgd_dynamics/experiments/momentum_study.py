@@ -69,8 +69,7 @@ class MomentumConfig:
     def quick(cls) -> MomentumConfig:
         """The reduced configurations of the tests (seconds instead of minutes)."""
         return cls(uv=UVStudyConfig.quick(gammas=(0.3, 0.5, 0.8), lrs=(0.01, 0.03, 0.1), replicas=8),
-                   sensing=MatrixSensingConfig(momenta=(0.9, 0.97, 0.99, 0.998), steps=2000, replicas=1,
-                                               record_every=50),
+                   sensing=MatrixSensingConfig.quick(),
                    classifier=ClassifierConfig.quick())
 
 
@@ -150,13 +149,31 @@ def momentum_rows(results: MomentumResults) -> list[Row]:
     if lin is not None:
         rows.append(Row("C (common T_0, linear)", lin.theoretical_constant, lin.constant,
                         note="eq. 10; the paper fits 0.2 against 0.17"))
-    rows.append(Row("matrix sensing: 1 - beta*", ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT,
-                    1 - ms.best_momentum,
-                    note=f"grid argmin over beta in {list(ms.config.momenta)} (ERRATA 003.6)"))
+    rows.append(sensing_row(ms))
     ci = cl.exponent_interval
     rows.append(Row("classifier: gamma*", OPTIMAL_EXPONENT, cl.exponent,
                     note=f"95% CI [{ci[0]:.3g}, {ci[1]:.3g}]"))
     return rows
+
+
+# ERRATA 003.6 leaves a factor 2 in the drift of 003 eq. 129 open, so C (and 1 - beta*) is known only up to
+# 2^(1/3) = 1.26: a tolerance below 26% would judge the factor, not the scaling law.
+SENSING_TOLERANCE = 0.3
+
+
+def sensing_row(ms: MatrixSensingResult) -> Row:
+    """``1 - beta*`` against ``C eta^(2/3)``; ``reported`` (not judged) while 2 s.e. exceed the tolerance."""
+    opt = ms.optimum
+    lo, hi = (1 - opt.best_momentum_interval[1], 1 - opt.best_momentum_interval[0])
+    how = "parabola vertex in log(1 - beta) of log t" if opt.interior else "grid argmin (no interior vertex)"
+    if not opt.reached.any():   # nothing to locate: the grid's first point would be a number without meaning
+        how = "no beta reached the floor, not measured"
+    return Row("matrix sensing: 1 - beta*", ms.predicted_constant * ms.config.lr**OPTIMAL_EXPONENT,
+               1 - opt.best_momentum, SENSING_TOLERANCE,
+               note=f"{how}, {opt.confidence:.0%} CI [{lo:.4g}, {hi:.4g}] over {ms.config.replicas} "
+                    f"replicas; {int(opt.reached.sum())}/{opt.reached.size} beta reach the floor "
+                    "(ERRATA 003.6)",
+               measured_stderr=opt.one_minus_best_stderr)
 
 
 def run_momentum(config: MomentumConfig, run_dir: Path | str, force: bool = False) -> Path:

@@ -20,6 +20,7 @@ from sgd_dynamics.simulate.label_noise import (  # isort: skip
     LabelNoiseModel,
     TwoLayerUV,
     MatrixSensing,
+    MatrixSensingEnsemble,
     LabelNoiseState,
     LabelNoiseTrajectory,
     label_noise_step,
@@ -108,7 +109,8 @@ __all__ = [
     "BIAS_FRACTION", "DEFAULT_MAX_STEPS", "TimeStep", "brownian_bridge_hitting_time", "choose_time_step",
     "escape_time_step", "euler_bias", "first_passage_times_1d", "modelled_bias",
     # label_noise
-    "LabelNoiseModel", "TwoLayerUV", "MatrixSensing", "LabelNoiseState", "LabelNoiseTrajectory",
+    "LabelNoiseModel", "TwoLayerUV", "MatrixSensing", "MatrixSensingEnsemble", "LabelNoiseState",
+    "LabelNoiseTrajectory",
     "label_noise_step", "simulate_label_noise", "project_to_uv_valley", "descend_to_valley",
     # langevin
     "annealing_schedule", "euler_maruyama", "MALAResult", "mala", "baoab", "FirstPassage",

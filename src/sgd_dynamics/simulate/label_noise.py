@@ -15,7 +15,8 @@ Models (parameters ``(U, V)`` with a leading replica axis ``R``):
   :func:`project_to_uv_valley`
   (ERRATA 003.9: start on the valley).
 - :class:`MatrixSensing`: ``L = (1 / (d P)) sum_i (Tr(A_i U V) - y_i)^2`` with ``y_i = Tr(A_i X*)``
-  (003 eq. 12, App. A.2; the noise enters as ``y_i + eps xi_i``).
+  (003 eq. 12, App. A.2; the noise enters as ``y_i + eps xi_i``); :class:`MatrixSensingEnsemble`: several
+  independent draws of ``(A_i, X*)``, one per replica, in one batched array.
 
 Tracked per replica: ``|U|^2 + |V|^2``, the exact trace of the Hessian of the noiseless loss
 (Gauss-Newton part,
@@ -266,6 +267,110 @@ class MatrixSensing:
         """``||U V - X*||_F^2 / d`` (003 eq. 13)."""
         u, v = params
         return np.sum((u @ v - self.target) ** 2, axis=(1, 2)) / self.dimension
+
+
+@dataclass(frozen=True)
+class MatrixSensingEnsemble:
+    """``K`` independent matrix-sensing problems (003 eq. 12); replica ``n`` solves instance ``n mod K``.
+
+    A sweep whose replicas are drawn from different ``(A_i, X*)`` measures the behaviour of the random problem
+    at ``(d, r, P)`` (what 003 eq. 131 predicts), not of one draw; the replicas of every hyperparameter block
+    share the instances, so blocks are compared on the same problems. Each quantity equals
+    :class:`MatrixSensing`'s on that replica's instance.
+
+    >>> ens = MatrixSensingEnsemble.random(instances=2, dimension=4, rank=1, dataset_size=6, seed=0)
+    >>> u = np.random.default_rng(1).standard_normal((4, 4, 4))   # replicas 0, 2 on instance 0; 1, 3 on 1
+    >>> bool(np.isclose(ens.loss((u, u))[3], ens.instances[1].loss((u[3:], u[3:]))[0]))
+    True
+    """
+
+    instances: tuple[MatrixSensing, ...]
+    # stacked over instances, computed once: vec(A_i) (K, P, d^2), y (K, P), X* and Sigma_L, Sigma_R (K, d, d)
+    sensing: NDArray[np.float64] = field(init=False, repr=False)
+    measurements: NDArray[np.float64] = field(init=False, repr=False)
+    target: NDArray[np.float64] = field(init=False, repr=False)
+    left_covariance: NDArray[np.float64] = field(init=False, repr=False)
+    right_covariance: NDArray[np.float64] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        shapes = {m.sensing.shape for m in self.instances}
+        if not self.instances or len(shapes) != 1:
+            raise ValueError(f"instances must be >= 1 problems of one shape (P, d, d); got shapes {shapes}")
+        stacked = {"sensing": [m.sensing.reshape(m.dataset_size, -1) for m in self.instances],
+                   "measurements": [m.measurements for m in self.instances],
+                   "target": [m.target for m in self.instances],
+                   "left_covariance": [m.left_covariance for m in self.instances],
+                   "right_covariance": [m.right_covariance for m in self.instances]}
+        for name, values in stacked.items():
+            object.__setattr__(self, name, np.stack(values))
+
+    @classmethod
+    def random(cls, instances: int, dimension: int, rank: int, dataset_size: int,
+               seed: int) -> MatrixSensingEnsemble:
+        """``instances`` draws of :meth:`MatrixSensing.random`, seeded from one ``SeedSequence(seed)``."""
+        if not (isinstance(instances, (int, np.integer)) and instances >= 1):
+            raise ValueError(f"instances={instances!r} is invalid: expected an integer >= 1")
+        seeds = np.random.SeedSequence(seed).generate_state(instances)
+        return cls(tuple(MatrixSensing.random(dimension, rank, dataset_size, int(s)) for s in seeds))
+
+    @property
+    def dataset_size(self) -> int:
+        """``P``."""
+        return self.instances[0].dataset_size
+
+    @property
+    def dimension(self) -> int:
+        """``d``."""
+        return self.instances[0].dimension
+
+    def label_shape(self) -> tuple[int, ...]:
+        """Shape of one draw of label noise: ``(P,)``."""
+        return (self.dataset_size,)
+
+    def _by_instance(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(N, F) -> (K, N/K, F)``: replica ``n`` to row ``n // K`` of instance ``n mod K``."""
+        k = len(self.instances)
+        if x.shape[0] % k:
+            raise ValueError(f"replicas={x.shape[0]} is invalid: expected a multiple of instances={k}")
+        return np.swapaxes(x.reshape(-1, k, x.shape[-1]), 0, 1)
+
+    def _per_replica(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.swapaxes(x, 0, 1).reshape(-1, x.shape[-1])
+
+    def _instance_of(self, replicas: int) -> NDArray[np.int64]:
+        return np.arange(replicas) % len(self.instances)
+
+    def _residuals(self, params: Params) -> NDArray[np.float64]:
+        u, v = params
+        x_t = np.swapaxes(u @ v, 1, 2).reshape(u.shape[0], -1)  # Tr(A X) = vec(A) . vec(X^T)
+        pred = self._per_replica(self._by_instance(x_t) @ np.swapaxes(self.sensing, 1, 2))
+        return pred - self.measurements[self._instance_of(u.shape[0])]
+
+    def gradient(self, params: Params, label_shift: NDArray[np.float64]) -> Params:
+        """Gradient of ``(1/(dP)) sum_i (Tr(A_i U V) - y_i - shift_i)^2`` per replica's instance."""
+        u, v = params
+        d = self.dimension
+        r = 2 * (self._residuals(params) - label_shift) / (d * self.dataset_size)
+        g = self._per_replica(self._by_instance(r) @ self.sensing).reshape(-1, d, d)
+        g = np.swapaxes(g, 1, 2)
+        return g @ np.swapaxes(v, 1, 2), np.swapaxes(u, 1, 2) @ g
+
+    def loss(self, params: Params) -> NDArray[np.float64]:
+        """Noiseless training loss per replica."""
+        return np.mean(self._residuals(params) ** 2, axis=1) / self.dimension
+
+    def trace_hessian(self, params: Params) -> NDArray[np.float64]:
+        """``Tr H`` of each replica's instance (003 eq. 127, see :meth:`MatrixSensing.trace_hessian`)."""
+        u, v = params
+        k = self._instance_of(u.shape[0])
+        tu = np.einsum("rij,rik,rjk->r", self.right_covariance[k], u, u)
+        tv = np.einsum("rij,rki,rkj->r", self.left_covariance[k], v, v)
+        return 2.0 / self.dimension * (tu + tv)
+
+    def test_error(self, params: Params) -> NDArray[np.float64]:
+        """``||U V - X*||_F^2 / d`` against each replica's own target (003 eq. 13)."""
+        u, v = params
+        return np.sum((u @ v - self.target[self._instance_of(u.shape[0])]) ** 2, axis=(1, 2)) / self.dimension
 
 
 @dataclass(frozen=True)
