@@ -97,12 +97,14 @@ def test_bad_advise_input_exits_2_with_one_line(capsys, argv, option):
 
 def test_experiment_uv_json_shape(capsys, monkeypatch):
     # Format only (the science is in test_momentum_uv_experiment): a tiny grid instead of --quick's.
-    tiny = momentum_uv.UVStudyConfig(gammas=(0.3, 0.5), lrs=(0.03, 0.1), replicas=4)
+    tiny = momentum_uv.UVStudyConfig(gammas=(0.3, 0.5), lrs=(0.03, 0.1), replicas=4, seeds=2)
     monkeypatch.setattr(momentum_uv.UVStudyConfig, "quick",
                         classmethod(lambda cls, **kw: dataclasses.replace(tiny, **kw)))
     out = _json(capsys, ["momentum", "experiment", "uv", "--quick", "--json"])
-    # no "alpha_interval" yet: the study has no replica/seed spread of alpha to expose (issue 16 item 1)
-    assert set(out) == {"alpha", "constant"} and set(out["alpha"]) == {"0.3", "0.5"}
+    assert set(out) == {"alpha", "alpha_interval", "constant"} and set(out["alpha"]) == {"0.3", "0.5"}
+    assert set(out["alpha_interval"]) == set(out["alpha"])
+    for key, (low, high) in out["alpha_interval"].items():   # the interval of the mean it is printed beside
+        assert low < out["alpha"][key] < high
     assert all(isinstance(a, float) for a in out["alpha"].values()) and out["constant"] > 0
     assert cli.main(["momentum", "experiment", "uv", "--quick"]) == 0
     assert "fitted C" in capsys.readouterr().out

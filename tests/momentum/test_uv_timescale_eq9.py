@@ -12,18 +12,25 @@ import math
 import numpy as np
 import pytest
 
-from sgd_dynamics.experiments.momentum_uv import UVStudyConfig, run_uv_study, uv_dataset, uv_valley_start
+from sgd_dynamics.experiments.momentum_uv import (
+    UVStudyConfig,
+    repetition_seed,
+    run_uv_study,
+    uv_dataset,
+    uv_valley_start,
+)
 from sgd_dynamics.simulate.label_noise import TwoLayerUV
 from sgd_dynamics.theory.momentum_scaling import relaxation_time, uv_drift_time
 
 
 def test_gamma_03_decay_timescale_matches_eq9_within_10_percent():
-    cfg = UVStudyConfig(gammas=(0.3,), lrs=(0.01, 0.03), replicas=16)
+    cfg = UVStudyConfig(gammas=(0.3,), lrs=(0.01, 0.03), replicas=16, seeds=2)
     result = run_uv_study(cfg)
-    model = TwoLayerUV.vector(uv_dataset(cfg.dataset_size, cfg.seed), cfg.width)
-    u, v = uv_valley_start(model, 1, cfg.seed)
-    y2 = float(np.sum(u**2) + np.sum(v**2))
-    for p in result.points:
+    for p in result.points:   # every repetition on its own (its own dataset and start)
+        seed = repetition_seed(cfg.seed, p.repetition)
+        model = TwoLayerUV.vector(uv_dataset(cfg.dataset_size, seed), cfg.width)
+        u, v = uv_valley_start(model, 1, seed)
+        y2 = float(np.sum(u**2) + np.sum(v**2))
         predicted = (
             uv_drift_time(
                 p.lr, p.momentum, cfg.width, cfg.dataset_size, cfg.label_noise, model.input_variance

@@ -58,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     studies = experiment.add_subparsers(dest="study", required=True, parser_class=type(parser))
     uv = studies.add_parser("uv", help="vector UV model: timescale exponent alpha(gamma) and constant C")
     uv.add_argument("--quick", action="store_true", help="reduced grid that runs in seconds")
-    uv.add_argument("--json", action="store_true", help='print {"alpha": {gamma: alpha}, "constant": C}')
+    uv.add_argument("--json", action="store_true",
+                    help='print {"alpha": {gamma: alpha}, "alpha_interval": {gamma: [low, high]}, '
+                    '"constant": C}')
     _add_seed(uv)
     uv.set_defaults(func=_experiment_uv)
 
@@ -165,21 +167,25 @@ def _experiment_uv(args: argparse.Namespace) -> int:
     seed = _seed(args)
     result = run_uv_study(UVStudyConfig.quick(seed=seed) if args.quick else UVStudyConfig(seed=seed))
     if args.json:
-        # No "alpha_interval": the study fits alpha once per gamma (one seed, no replica spread), so it
-        # has no interval to expose yet (issue 16 item 1); a made-up one would be worse than none.
-        print(json.dumps({"alpha": result.alpha, "constant": result.constant}))
+        # alpha is the mean over the study's repetitions; alpha_interval its 95% t interval (issue 16)
+        print(json.dumps({"alpha": result.alpha, "alpha_interval": result.alpha_interval,
+                          "constant": result.constant}))
         return 0
     print(
         f"vector UV model, C_sim = {result.simulated_constant:.4f} "
-        f"(eq. 10: {result.theoretical_constant:.4f})"
+        f"(eq. 10: {result.theoretical_constant:.4f}); {result.config.seeds} repetitions, 95% intervals"
     )
-    print(f"{'gamma':>6} {'alpha (fit)':>12} {'2(1-gamma)':>11} {'alpha (first passage)':>22}")
+    print(f"{'gamma':>6} {'alpha (fit)':>12} {'95% interval':>18} {'2(1-gamma)':>11} "
+          f"{'alpha (first passage)':>22}")
     for key, a in result.alpha.items():
         g = float(key)
+        lo, hi = result.alpha_interval[key]
         pred = f"{2 * (1 - g):11.3f}" if g < OPTIMAL_EXPONENT else f"{'(>2/3)':>11}"
-        print(f"{key:>6} {a:12.3f} {pred} {result.alpha_first_passage[key]:22.3f}")
+        interval = f"[{lo:.3f}, {hi:.3f}]"
+        print(f"{key:>6} {a:12.3f} {interval:>18} {pred} {result.alpha_first_passage[key]:22.3f}")
+    ci = result.constant_spread.interval if result.constant_spread else (math.nan, math.nan)
     print(
-        f"fitted C = {result.constant:.4f} (common T_0 over gamma = "
+        f"fitted C = {result.constant:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] (common T_0 over gamma = "
         f"{', '.join(f'{g:g}' for g in result.drift_gammas)}); paper: 0.2, theory: 0.17"
     )
     return 0

@@ -134,6 +134,9 @@ _EXPORTS: dict[str, str] = {
     "uv_valley_start": "momentum_uv",
     "run_uv_study": "momentum_uv",
     "run_activation_sweep": "momentum_uv",
+    "SeedEstimate": "momentum_uv",
+    "seed_estimate": "momentum_uv",
+    "repetition_seed": "momentum_uv",
     # The resolved data, model factory and loss of a study configuration (built-in names or entry points)
     "Setup": "setup",
     "check_device": "setup",

@@ -68,18 +68,20 @@ class MomentumConfig:
     @classmethod
     def quick(cls) -> MomentumConfig:
         """The reduced configurations of the tests (seconds instead of minutes)."""
-        return cls(uv=UVStudyConfig.quick(gammas=(0.3, 0.5, 0.8), lrs=(0.01, 0.03, 0.1), replicas=8),
+        # uv: 4 repetitions so that alpha(0.8) agrees across --seed values for every activation (issue 16)
+        return cls(uv=UVStudyConfig.quick(gammas=(0.3, 0.5, 0.8), lrs=(0.01, 0.0316, 0.1), seeds=4),
                    sensing=MatrixSensingConfig.quick(),
                    classifier=ClassifierConfig.quick())
 
 
 @dataclass(frozen=True)
 class DriftTime:
-    """At ``gamma = 0.3``: the fitted decay time ``T_c`` and ``tau_2 / 2`` of 003 eq. 9 (drift governs)."""
+    """At ``gamma = 0.3``: ``T_c`` (mean over the repetitions, its s.e.) and ``tau_2 / 2`` of 003 eq. 9."""
 
     lr: float
     fitted: float
     predicted: float
+    fitted_stderr: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,48 @@ class MomentumResults:
 
 
 def drift_times(res: UVStudyResult) -> tuple[DriftTime, ...]:
-    """``(eta, fitted T_c, predicted tau_2 / 2)`` at ``gamma = 0.3`` (003 eq. 9)."""
+    """``(eta, T_c over the repetitions, predicted tau_2 / 2)`` at ``gamma = 0.3`` (003 eq. 9)."""
     cfg = res.config
-    return tuple(DriftTime(p.lr, p.timescale, uv_drift_time(p.lr, p.momentum, cfg.width, cfg.dataset_size,
-                                                             cfg.label_noise, 1.0) / 2)
-                 for p in res.points if math.isclose(p.gamma, 0.3))
+    out = []
+    for p in res.points:
+        if math.isclose(p.gamma, 0.3) and p.repetition == 0:
+            fit = res.timescale_spread(p.gamma, p.lr)
+            tau = uv_drift_time(p.lr, p.momentum, cfg.width, cfg.dataset_size, cfg.label_noise, 1.0) / 2
+            out.append(DriftTime(p.lr, fit.mean, tau, fit.stderr))
+    return tuple(out)
+
+
+def _uv_rows(results: MomentumResults) -> list[Row]:
+    """Rows: alpha below 2/3 against eq. 7, above 2/3 against the paper's claim (ERRATA 003.8), T_c and C.
+
+    Each row carries the standard error over the repetitions, so a row inside its noise is ``reported``.
+    """
+    rows = []
+    for name, res in results.uv.items():
+        for g in res.config.gammas:
+            est = res.alpha_spread.get(gamma_key(g))
+            # near 2/3 neither law is asymptotic on this eta grid: the point is shown, not judged
+            if est is None or not (g in DRIFT_GAMMAS or g > OPTIMAL_EXPONENT + 0.05):
+                continue
+            ci = f"95% CI [{est.interval[0]:.3g}, {est.interval[1]:.3g}] over {len(est.values)} seeds"
+            if g in DRIFT_GAMMAS:
+                rows.append(Row(f"alpha(gamma={gamma_key(g)}), {name} first layer", 2 * (1 - g), est.mean,
+                                0.05, f"2(1 - gamma), 003 eq. 7; {ci}", measured_stderr=est.stderr))
+            else:
+                rows.append(Row(f"alpha(gamma={gamma_key(g)}), {name} first layer", g, est.mean, 0.10,
+                                f"the paper's alpha = gamma above 2/3 (003 L142/L171); ERRATA 003.8 measured "
+                                f"0.6-0.7, so 'fails' is a possible, legitimate outcome; {ci}",
+                                measured_stderr=est.stderr))
+    rows += [Row(f"decay time of |u|^2+|v|^2, gamma=0.3, eta={d.lr:.3g} [steps]", d.predicted, d.fitted, 0.10,
+                 "tau_2/2 of 003 eq. 9 (drift governs at gamma=0.3)", measured_stderr=d.fitted_stderr)
+             for d in results.drift_times]
+    lin = results.uv.get("linear")
+    if lin is not None and lin.constant_spread is not None:
+        ci = lin.constant_spread.interval
+        rows.append(Row("C (common T_0, linear)", lin.theoretical_constant, lin.constant,
+                        note=f"eq. 10; the paper fits 0.2 against 0.17; 95% CI [{ci[0]:.3g}, {ci[1]:.3g}]",
+                        measured_stderr=lin.constant_spread.stderr))
+    return rows
 
 
 def _run_parts(config: MomentumConfig, results: Path) -> None:
@@ -140,16 +179,9 @@ def load_momentum(run_dir: Path | str) -> MomentumResults:
 
 def momentum_rows(results: MomentumResults) -> list[Row]:
     """The verdicts of the momentum study, in the order of the page's summary table."""
-    rows = [Row(f"alpha(gamma={gamma_key(g)}), {name} first layer", 2 * (1 - g), res.alpha[gamma_key(g)],
-                0.05, "2(1 - gamma), 003 eq. 7")
-            for name, res in results.uv.items() for g in DRIFT_GAMMAS if gamma_key(g) in res.alpha]
-    rows += [Row(f"decay time of |u|^2+|v|^2, gamma=0.3, eta={d.lr:.3g} [steps]", d.predicted, d.fitted, 0.10,
-                 "tau_2/2 of 003 eq. 9 (drift governs at gamma=0.3)") for d in results.drift_times]
-    lin, ms, cl = results.uv.get("linear"), results.sensing, results.classifier
-    if lin is not None:
-        rows.append(Row("C (common T_0, linear)", lin.theoretical_constant, lin.constant,
-                        note="eq. 10; the paper fits 0.2 against 0.17"))
-    rows.append(sensing_row(ms))
+    rows = _uv_rows(results)
+    cl = results.classifier
+    rows.append(sensing_row(results.sensing))
     ci = cl.exponent_interval
     rows.append(Row("classifier: gamma*", OPTIMAL_EXPONENT, cl.exponent,
                     note=f"95% CI [{ci[0]:.3g}, {ci[1]:.3g}]"))
