@@ -29,9 +29,10 @@ to the same curve for comparison; it is not the estimate, because its least-squa
 point whenever the replicas agree there, and a replica interval of zero width would then be reported. An
 optimum is *bracketed* when the maximum is not at either end of the grid; only bracketed ``eta`` enter
 ``log(1 - beta*) = log C + gamma* log eta`` (least squares), whose interval is the percentile interval of the
-slope over the same replica resamples, drawn jointly for all ``eta`` (issue 16 item 1). From the measured
-width ``w``, the replicas per ``eta`` (or learning rates over the same range) that would bring it to
-``target_width`` follow from ``w ~ 1 / sqrt(n)``.
+slope over the same replica resamples, drawn jointly for all ``eta`` (issue 16 item 1). These intervals are
+conditional on the valley start (one initialisation and training subset, both drawn from ``seed``). From
+the measured width ``w``, the replicas per ``eta`` (or learning rates over the same range) that would bring
+it to ``target_width`` follow from ``w ~ 1 / sqrt(n)``.
 
 The step budget is the same for every ``(eta, beta)``, as in 003 App. A.3. The 2/3 law is the optimum of the
 time to travel a given distance (``tau_1 ~ (1 - beta)^-1`` against ``tau_2 ~ (1 - beta)^2 / eta^2``); with a
@@ -497,7 +498,7 @@ def _slopes(log_lr: NDArray, log_gap: NDArray) -> tuple[NDArray, NDArray]:
 def _fit_exponent(cfg, sweeps, boot_x: NDArray) -> tuple:
     """``fitted eta, gamma*, interval, s.e., C, interval, replicas needed, eta needed`` (see the module).
 
-    ``boot_x[b, i]`` is the resampled breakpoint of ``eta_i`` in draw ``b``: the draws are joint over ``eta``.
+    ``boot_x[b, i]`` is the resampled peak of ``eta_i`` in draw ``b``: the draws are joint over ``eta``.
     """
     used = [i for i, s in enumerate(sweeps) if s.bracketed]
     nan2 = (math.nan, math.nan)

@@ -239,6 +239,7 @@ def _classifier_row(s) -> tuple:
         s.best_momentum,
         _interval(s.best_momentum_interval),
         "yes" if s.bracketed else "no: a bound at the grid edge",
+        s.lr / (1 - s.best_momentum),
         s.hinge_best_momentum if s.hinge is not None else "n/a: too few runs without divergence",
         float(np.nanmax(s.mean_travelled)) if np.isfinite(s.mean_travelled).any() else "n/a: all diverged",
         f"{acc.min():.3f}-{acc.max():.3f}",
@@ -279,12 +280,15 @@ def _classifier_section(cl: ClassifierResult) -> ReportSection:
         figure=_classifier_figure(cl),
         name="classifier",
         table=Table(
-            ("eta", "beta*", "95% CI", "bracketed", "hinge beta* (eq. 14)", "max mean A",
+            ("eta", "beta*", "95% CI", "bracketed", "eta/(1-beta*)", "hinge beta* (eq. 14)", "max mean A",
              "post-projection test acc.", "not back in valley", "diverged", "eta lambda_max >= 2(1+beta)"),
             tuple(_classifier_row(s) for s in cl.sweeps),
             caption=f"start: Tr H = {cl.start_trace_hessian:.4g}, train loss {cl.start_train_loss:.2g}, "
             f"test accuracy {cl.start_test_accuracy:.3f}, lambda_max {cl.lambda_max:.3g}; counts are of "
-            f"{cl.sweeps[0].travelled.size} runs per eta ({cl.config.replicas} replicas)",
+            f"{cl.sweeps[0].travelled.size} runs per eta ({cl.config.replicas} replicas). eta/(1-beta*) is "
+            "the effective learning rate that sets the transverse spread eps^2 eta/(1-beta) (ERRATA 003.4): "
+            "where it is constant across eta, the optimum follows the exit from the valley (slope 1), "
+            "not eq. 2",
         ),
     )
 
