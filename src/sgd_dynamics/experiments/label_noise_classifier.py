@@ -72,12 +72,12 @@ class ClassifierConfig:
     hidden: int = setting(32, "hidden width", minimum=1)
     lrs: tuple[float, ...] = setting((0.001, 0.003, 0.01, 0.03, 0.1), "learning rates eta (at least two)",
                                      minimum=0, maximum=1, exclusive_minimum=True, exclusive_maximum=True)
-    momenta: tuple[float, ...] = setting((0.7, 0.85, 0.92, 0.96, 0.98, 0.99, 0.995, 0.9975, 0.999),
+    momenta: tuple[float, ...] = setting((0.7, 0.85, 0.92, 0.96, 0.98, 0.99, 0.995, 0.9975, 0.999, 0.9995),
                                          "momenta beta, shared by every eta (at least 4 distinct)", minimum=0,
                                          maximum=1, exclusive_maximum=True)
     replicas: int = setting(4, "independent label-noise streams per eta (the spread of beta*)", minimum=2)
     label_noise: float = setting(0.5, "label-noise standard deviation eps", minimum=0, exclusive_minimum=True)
-    steps: int = setting(1000, "label-noise steps per run", minimum=1)
+    steps: int = setting(2000, "label-noise steps per run", minimum=1)
     valley_loss: float = setting(1e-4, "loss that defines the valley", minimum=0, maximum=1,
                                  exclusive_minimum=True, exclusive_maximum=True)
     valley_max_steps: int = setting(20_000, "step cap to reach the valley", minimum=1)
