@@ -1,4 +1,4 @@
-"""The MNIST-1D label-noise classifier (003 App. A.3-A.4, scaled down) and the momentum HTML report."""
+"""The label-noise MLP classifier (003 App. A.3-A.4, scaled down to digits) and the momentum HTML report."""
 
 import base64
 import math
@@ -12,6 +12,7 @@ import sgd_dynamics.cli as cli
 from sgd_dynamics.experiments.label_noise_classifier import (
     ClassifierConfig,
     fit_momentum_scaling,
+    peak_location,
     run_classifier_study,
 )
 from sgd_dynamics.experiments.matrix_sensing import MatrixSensingConfig, run_matrix_sensing
@@ -19,26 +20,81 @@ from sgd_dynamics.experiments.momentum_uv import UVStudyConfig, run_activation_s
 from sgd_dynamics.report import momentum_report
 from sgd_dynamics.report.html import PNG_SIGNATURE
 
+# Small enough for the suite (seconds), large enough to learn: digits at 64 training examples, a valley loss
+# of 1e-3, two eta whose optimum lies inside the grid and one that diverges (eta lambda_max >> 2(1 + beta)).
+TINY = dict(train_size=64, hidden=16, lrs=(0.05, 0.15, 0.95), momenta=(0.5, 0.7, 0.85, 0.92, 0.96, 0.98),
+            replicas=2, steps=100, probes=2, valley_loss=1e-3, projection_steps=300, n_bootstrap=40)
+
 
 @pytest.fixture(scope="module")
 def quick_classifier():
-    return run_classifier_study(ClassifierConfig.quick())
+    return run_classifier_study(ClassifierConfig(**TINY))
 
 
-def test_quick_classifier_gives_a_finite_beta_star_inside_the_sweep_with_an_interval(quick_classifier):
+def test_classifier_learns_and_records_every_run(quick_classifier):
     res = quick_classifier
     cfg = res.config
+    assert res.input_size == 64  # digits: the input size follows the data
     assert res.start_train_loss < cfg.valley_loss  # phase 1 reached the valley
-    lo, hi = min(cfg.momenta), max(cfg.momenta)
+    assert res.start_test_accuracy >= 0.6  # issue 16: well above chance (0.1)
     for s in res.sweeps:
-        assert np.isfinite(s.train_loss).all()
-        b = s.best_momentum
-        ci = s.best_momentum_interval
-        assert math.isfinite(b) and lo <= b <= hi
-        assert math.isfinite(ci[0]) and math.isfinite(ci[1]) and ci[0] <= b <= ci[1] and ci[0] < ci[1]
-        assert np.all(np.isfinite(s.travelled))
-    assert math.isfinite(res.exponent) and res.exponent_interval[0] < res.exponent_interval[1]
-    assert res.constant_interval[0] < res.constant < res.constant_interval[1]
+        assert s.travelled.shape == s.returned.shape == (len(cfg.momenta), cfg.replicas)
+        np.testing.assert_array_equal(s.returned, (s.train_loss < cfg.valley_loss) & ~s.diverged)
+        np.testing.assert_array_equal(s.stable, s.lr * res.lambda_max < 2 * (1 + s.momenta))
+        finite = ~s.diverged
+        expected = np.log(res.start_trace_hessian / s.trace_hessian[finite])
+        np.testing.assert_allclose(s.travelled[finite], expected)
+        assert np.isnan(s.travelled[s.diverged]).all()
+    last = res.sweeps[-1]  # eta = 0.95: eta lambda_max >> 4, every run diverges; reported, not fitted
+    assert last.diverged.all() and not last.stable.any() and not last.bracketed and last.hinge is None
+    listed = [run for run in res.summary()["diverged"] if run[0] == 0.95]
+    assert len(listed) == last.diverged.size and [0.95, 0.5, 1] in listed
+    assert 0.95 not in res.fitted_lrs and res.fitted_lrs == (0.05, 0.15)
+
+
+def test_beta_star_is_the_peak_of_the_mean_curve_with_a_replica_interval(quick_classifier):
+    res = quick_classifier
+    for s in res.sweeps[:-1]:
+        x = -np.log10(1 - s.momenta)
+        mean = s.travelled.mean(axis=1)
+        m = int(np.argmax(mean))
+        assert s.bracketed == (0 < m < len(x) - 1)
+        if s.bracketed:   # the vertex of the parabola through the three points (numpy's own fit)
+            c2, c1, _ = np.polyfit(x[m - 1:m + 2], mean[m - 1:m + 2], 2)
+            assert s.peak == pytest.approx(-c1 / (2 * c2), rel=1e-9)
+        lo, hi = s.peak_interval
+        assert x[0] <= lo <= hi <= x[-1]
+        assert s.best_momentum == pytest.approx(1 - 10.0**-s.peak)
+    used = [s for s in res.sweeps if s.bracketed]
+    assert res.fitted_lrs == tuple(s.lr for s in used)
+    if len(used) >= 2:  # least squares of log(1 - beta*) on log eta, recomputed with numpy
+        gaps = np.log([1 - s.best_momentum for s in used])
+        slope, icpt = np.polyfit(np.log([s.lr for s in used]), gaps, 1)
+        assert res.exponent == pytest.approx(slope, rel=1e-9)
+        assert res.constant == pytest.approx(math.exp(icpt), rel=1e-9)
+        lo, hi = res.exponent_interval
+        assert lo <= hi and res.exponent_stderr >= 0
+        scale = ((hi - lo) / res.config.target_width) ** 2
+        assert res.replicas_needed == max(res.config.replicas, math.ceil(res.config.replicas * scale))
+    else:
+        assert math.isnan(res.exponent) and res.replicas_needed is None
+
+
+def test_peak_location_matches_a_quadratic_fit_and_flags_the_grid_edges():
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.uniform(0, 3, 7))
+    curves = rng.normal(size=(50, 7))
+    at, inside = peak_location(x, curves)
+    for row, a, ok in zip(curves, at, inside, strict=True):
+        m = int(np.argmax(row))
+        assert ok == (0 < m < 6)
+        if ok:
+            c2, c1, _ = np.polyfit(x[m - 1:m + 2], row[m - 1:m + 2], 2)
+            assert a == pytest.approx(-c1 / (2 * c2), rel=1e-9) and x[m - 1] <= a <= x[m + 1]
+        else:
+            assert a == x[m]
+    # a diverged (nan) neighbour: the grid maximum itself
+    assert peak_location(x, np.array([[0, 1, 3, np.nan, 0, 0, 0.0]]))[0][0] == x[2]
 
 
 def test_momentum_scaling_fit_recovers_the_law_and_the_ols_standard_error():

@@ -125,3 +125,62 @@ def test_experiment_uv_passes_seed_explicitly_and_rejects_a_negative_one(capsys,
     assert seen[0] == momentum_uv.UVStudyConfig.quick(seed=7) and seen[1] == momentum_uv.UVStudyConfig(seed=3)
     assert cli.main(["momentum", "experiment", "uv", "--quick", "--seed", "-1"]) == 2
     assert "--seed=-1 is invalid" in capsys.readouterr().err
+
+
+def _strict_json(text):
+    """JSON without NaN/Infinity (Python's json accepts them; other readers do not)."""
+    def reject(name):
+        raise AssertionError(f"{name} in the JSON output")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_experiment_classifier_json_has_the_contract_keys(capsys, monkeypatch):
+    from sgd_dynamics.experiments import label_noise_classifier as lnc
+
+    # Format only (the science is in test_classifier_and_report): a tiny configuration instead of --quick's.
+    tiny = lnc.ClassifierConfig(train_size=48, hidden=16, lrs=(0.05, 0.15), momenta=(0.7, 0.85, 0.92, 0.96),
+                                replicas=2, steps=40, probes=2, valley_loss=1e-2, projection_steps=100,
+                                n_bootstrap=20)
+    monkeypatch.setattr(lnc.ClassifierConfig, "quick",
+                        classmethod(lambda cls, **kw: dataclasses.replace(tiny, **kw)))
+    run, runs = lnc.run_classifier_study, {}
+
+    def once(cfg):  # the text output below formats the same result
+        if cfg not in runs:
+            runs[cfg] = run(cfg)
+        return runs[cfg]
+
+    monkeypatch.setattr(lnc, "run_classifier_study", once)
+    assert cli.main(["momentum", "experiment", "classifier", "--quick", "--json", "--seed", "2"]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert {"test_accuracy", "lrs", "gamma_star", "gamma_star_interval"} <= set(out)
+    assert isinstance(out["test_accuracy"], float) and 0 <= out["test_accuracy"] <= 1
+    assert out["lrs"] == [0.05, 0.15] and len(out["gamma_star_interval"]) == 2
+    assert out["gamma_star"] is None or isinstance(out["gamma_star"], float)
+    assert [len(a) for a in out["post_projection_test_accuracy"]] == [4, 4]
+    assert {"not_returned", "diverged", "replicas_needed", "lrs_needed", "bracketed"} <= set(out)
+    assert cli.main(["momentum", "experiment", "classifier", "--quick", "--seed", "2"]) == 0
+    assert "test accuracy at the valley start" in capsys.readouterr().out
+
+
+def test_experiment_classifier_passes_seed_and_dataset_and_rejects_bad_input(capsys, monkeypatch):
+    from sgd_dynamics.experiments import label_noise_classifier as lnc
+
+    seen = []
+
+    def fake(cfg):
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(lnc, "run_classifier_study", fake)
+    for argv in (["--quick", "--seed", "7"], ["--seed", "3", "--dataset", "mnist1d"]):
+        with pytest.raises(SystemExit):
+            cli.main(["momentum", "experiment", "classifier", *argv])
+    assert seen[0] == lnc.ClassifierConfig.quick(seed=7)
+    assert seen[1] == lnc.ClassifierConfig(seed=3, dataset="mnist1d")
+    assert cli.main(["momentum", "experiment", "classifier", "--seed", "-1"]) == 2
+    assert "--seed=-1 is invalid" in capsys.readouterr().err
+    assert cli.main(["momentum", "experiment", "classifier", "--dataset", "cifar"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--dataset" in err and "digits" in err

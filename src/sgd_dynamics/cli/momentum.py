@@ -27,7 +27,7 @@ from sgd_dynamics.theory.momentum_scaling import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``momentum advise``, ``momentum experiment uv`` and ``momentum report``."""
+    """Add ``momentum advise``, ``momentum experiment uv``/``classifier`` and ``momentum report``."""
     parser = subparsers.add_parser(
         "momentum",
         help="optimal momentum for label-noise SGD near a valley (003)",
@@ -63,6 +63,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     '"constant": C}')
     _add_seed(uv)
     uv.set_defaults(func=_experiment_uv)
+    classifier = studies.add_parser(
+        "classifier",
+        help="label-noise MLP classifier: optimal momentum beta*(eta) and 1 - beta* = C eta^gamma*",
+        description="Valley start by Adam, label-noise heavy-ball SGD per (eta, beta, replica), projection "
+        "back by Adam, beta*(eta) from the travelled log-decrease of Tr H, gamma* by least squares with a "
+        "replica-resampling interval (003 Sec. 4.2, App. A.3-A.4). test_accuracy is the test accuracy of "
+        "the network at the valley start; post_projection_test_accuracy is per eta and beta (replica mean).",
+    )
+    classifier.add_argument("--quick", action="store_true", help="three eta, short runs (under a minute)")
+    classifier.add_argument("--dataset", choices=("digits", "mnist1d"), default="digits",
+                            help="built-in data set (default: scikit-learn's digits)")
+    classifier.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_seed(classifier)
+    classifier.set_defaults(func=_experiment_classifier)
 
     report = sub.add_parser(
         "report",
@@ -188,6 +202,35 @@ def _experiment_uv(args: argparse.Namespace) -> int:
         f"fitted C = {result.constant:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] (common T_0 over gamma = "
         f"{', '.join(f'{g:g}' for g in result.drift_gammas)}); paper: 0.2, theory: 0.17"
     )
+    return 0
+
+
+def _experiment_classifier(args: argparse.Namespace) -> int:
+    from sgd_dynamics.experiments.label_noise_classifier import ClassifierConfig, run_classifier_study
+
+    seed = _seed(args)
+    make = ClassifierConfig.quick if args.quick else ClassifierConfig
+    result = run_classifier_study(make(seed=seed, dataset=args.dataset))
+    out = result.summary()
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{result.config.dataset} classifier: test accuracy at the valley start "
+          f"{out['test_accuracy']:.3f}, lambda_max {result.lambda_max:.3g}")
+    print(f"{'eta':>8} {'beta*':>8} {'95% CI':>20} {'bracketed':>10} {'post-projection acc.':>21}")
+    for s in result.sweeps:
+        lo, hi = s.best_momentum_interval
+        acc = s.test_accuracy.mean(axis=1)
+        print(f"{s.lr:8.3g} {s.best_momentum:8.4f} {f'[{lo:.4f}, {hi:.4f}]':>20} {str(s.bracketed):>10} "
+              f"{f'{acc.min():.3f}-{acc.max():.3f}':>21}")
+    if out["gamma_star"] is None:
+        print("gamma*: fewer than two learning rates with an optimum inside the momentum grid")
+    else:
+        lo, hi = result.exponent_interval
+        print(f"gamma* = {result.exponent:.3f}, 95% CI [{lo:.3f}, {hi:.3f}] (2/3 predicted); width "
+              f"{result.config.target_width:g} needs ~{result.replicas_needed} replicas per eta or "
+              f"~{result.lrs_needed} learning rates")
+    print(f"runs not back in the valley: {len(out['not_returned'])}, diverged: {len(out['diverged'])}")
     return 0
 
 

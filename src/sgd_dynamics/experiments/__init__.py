@@ -88,13 +88,14 @@ _EXPORTS: dict[str, str] = {
     "run_escape_study": "escape_study",
     "EscapeTimes": "escape_study",
     "run_escape_times": "escape_study",
-    # Optimal momentum of a small MLP classifier on MNIST-1D under label noise (003 Sec. 4.2, App. A.3-A.4)
+    # Optimal momentum of a small MLP classifier (digits, MNIST-1D) under label noise (003 Sec. 4.2, A.3-A.4)
     "ClassifierConfig": "label_noise_classifier",
     "LearningRateSweep": "label_noise_classifier",
     "ClassifierResult": "label_noise_classifier",
     "run_classifier_study": "label_noise_classifier",
     "fit_momentum_scaling": "label_noise_classifier",
     "predicted_best_momentum": "label_noise_classifier",
+    "peak_location": "label_noise_classifier",
     # Matrix sensing with label noise: Hessian trace and test error against steps for a sweep of ``beta``
     "MatrixSensingConfig": "matrix_sensing",
     "MatrixSensingResult": "matrix_sensing",
