@@ -25,9 +25,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
+# Every benchmark (benchmarks/run_all.py), then one table of issue 15's goals with their measured values
+# (`make bench BENCH_ARGS=--quick`: the smoke modes).
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt --no-build-isolation -e '.[bench]'
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 # The documentation site (Sphinx: API reference, executed example gallery, guides) into docs/_build/html,
 # offline (MathJax is bundled), warnings treated as errors. The gallery runs every example (a few minutes).

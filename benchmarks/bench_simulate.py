@@ -24,6 +24,7 @@ import numpy as np
 import scipy.integrate as si
 import scipy.linalg as sl
 import torch
+from goals import goal_line
 
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.simulate import (
@@ -198,6 +199,7 @@ def bench_euler_maruyama(repeats=7):
         print(f"[Euler-Maruyama] {label}: euler_maruyama {m_ours * 1e3:.1f} ms, plain NumPy loop "
               f"{m_plain * 1e3:.1f} ms (medians of {repeats} interleaved); plain / ours = "
               f"{m_plain / m_ours:.2f}; bit-identical: {np.array_equal(a, b)}")
+        print(goal_line(6, f"euler_maruyama, {label}, plain NumPy loop / ours", 1.0, m_plain / m_ours))
 
 
 if __name__ == "__main__":

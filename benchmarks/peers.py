@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable, Iterator
 
 import torch
+from goals import goal_line, note_line  # noqa: F401 - the peer benchmarks' goal lines
 from mnist1d.data import get_dataset_args, make_dataset
 from torch import nn
 
@@ -105,8 +106,3 @@ def interleaved(contenders: dict[str, Callable[[], object]], rounds: int
             results[name] = contenders[name]()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}, results
-
-
-def goal_line(what: str, goal: float, ratio: float, unit: str = "x") -> str:
-    verdict = "met" if ratio >= goal else "NOT met"
-    return f"  goal: {what} >= {goal:g}{unit}: measured {ratio:.2f}{unit} ({verdict})"
