@@ -449,7 +449,7 @@ def peak_location(x: NDArray, curves: NDArray) -> tuple[NDArray, NDArray]:
     maximum itself.
 
     >>> xs = np.array([0.0, 1.0, 2.0, 3.0])
-    >>> at, inside = peak_location(xs, -(xs - 1.3) ** 2)
+    >>> at, inside = peak_location(xs, -(xs[None, :] - 1.3) ** 2)  # one row per curve
     >>> round(float(at[0]), 12), bool(inside[0])
     (1.3, True)
     """
