@@ -31,6 +31,7 @@ BENCHMARKS = [
     ("bench_escape.py", [], []),
     ("bench_replicas.py", [], []),
     ("bench_executor.py", [], ["--steps", "100"]),
+    ("bench_sweep.py", [], ["--quick"]),
     ("bench_measure.py", [], ["--quick"]),
 ]
 

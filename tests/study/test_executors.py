@@ -6,6 +6,7 @@ with random orthonormal directions: what a point computes does not depend on whe
 
 import dataclasses
 import logging
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from sgd_dynamics.experiments.executors import ExecutorSpec, open_executor, parse_executor
-from sgd_dynamics.experiments.study import StudyConfig, prepare, run_sweep
+from sgd_dynamics.experiments.study import StudyConfig, prepare, run_sweep, sweep_executor
 from sgd_dynamics.experiments.sweep import run_point
 from sgd_dynamics.store import read_arrays
 
@@ -101,9 +102,22 @@ def test_dask_cluster_survives_a_killed_worker_and_gives_the_sequential_bits(tmp
 
 @pytest.mark.slow
 def test_local_processes_give_the_sequential_bits(tmp_path, inputs, sequential):
-    with open_executor("local:2") as executor:
+    # the study's own path: config.sweep_workers one-thread processes (the demo's sweep, issue 15 goal 7)
+    with sweep_executor(dataclasses.replace(CONFIG, sweep_workers=2), None) as executor:
+        assert isinstance(executor, ProcessPoolExecutor) and executor._max_workers == 2
         dirs = run_sweep(CONFIG, *inputs, tmp_path, executor, progress=False)
     _assert_same_bits(dirs, sequential)
+
+
+def test_sweep_executor_prefers_the_callers_executor_and_defaults_to_this_process():
+    mine = ThreadPoolExecutor(1)
+    with sweep_executor(dataclasses.replace(CONFIG, sweep_workers=2), mine) as executor:
+        assert executor is mine
+    with sweep_executor(CONFIG, None) as executor:
+        assert executor is None
+    mine.shutdown()
+    with pytest.raises(ValueError, match=r"sweep_workers=0 is invalid: expected .*>= 1"):
+        dataclasses.replace(CONFIG, sweep_workers=0)
 
 
 @pytest.mark.parametrize("text", ["local:0", "local", "local:two", "dask://host", "tcp://h:1",

@@ -150,6 +150,7 @@ _EXPORTS: dict[str, str] = {
     "pretrain": "study",
     "run_study": "study",
     "run_sweep": "study",
+    "sweep_executor": "study",
     "sweep_points": "study",
     # The configuration of the limiting-dynamics study (issue 5): every key, its type, default and valid range
     "COMPANIONS": "study_config",

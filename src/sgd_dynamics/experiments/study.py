@@ -32,8 +32,9 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ import torch
 
 from sgd_dynamics._validation import require
 from sgd_dynamics.experiments import analysis, companions, displacement_study
+from sgd_dynamics.experiments.executors import ExecutorSpec, open_executor
 from sgd_dynamics.experiments.settle import (
     monitor_subset,
     monitored_values,
@@ -68,6 +70,7 @@ __all__ = [
     "pretrain",
     "run_study",
     "run_sweep",
+    "sweep_executor",
     "sweep_points",
 ]
 
@@ -445,9 +448,8 @@ def _stages(config: StudyConfig, setup: Setup, run: RunDirectory, executor: Exec
         parts = measure_displacement(config, setup, theta_star, theta, run.path)
     points = sweep_points(config)
     log("[sweep]")
-    with run.stage("sweep"):
-        dirs = run_sweep(config, setup, theta_star, theta["eigenvectors"], run.path, executor, progress,
-                         points)
+    with run.stage("sweep"), sweep_executor(config, executor) as pool:
+        dirs = run_sweep(config, setup, theta_star, theta["eigenvectors"], run.path, pool, progress, points)
     log("[analysis]")
     sweep, default = _analyse(config, setup, theta_star, theta, points, dirs, run, parts)
     done = _companions(config, setup, run, log)
@@ -456,6 +458,20 @@ def _stages(config: StudyConfig, setup: Setup, run: RunDirectory, executor: Exec
         log("theta* was NOT certified stationary: the rows that assume it are marked not_stationary")
     run.write_summary(study_rows(config, sweep, default, done, certificate["stationary"], parts), certificate,
                       displacement=displacement_record(config, parts))
+
+
+@contextmanager
+def sweep_executor(config: StudyConfig, executor: Executor | None) -> Iterator[Executor | None]:
+    """Where :func:`run_sweep` runs the points.
+
+    ``executor`` if given, else ``config.sweep_workers`` local one-thread processes (shut down on exit),
+    else ``None`` (one after another in this process).
+    """
+    if executor is not None or not config.sweep_workers:
+        yield executor
+        return
+    with open_executor(ExecutorSpec("local", workers=config.sweep_workers)) as pool:
+        yield pool
 
 
 def run_study(config: StudyConfig, run_dir: Path | str, executor: Executor | None = None,

@@ -1,0 +1,83 @@
+"""Benchmark of the demo's sweep stage (issue 15 goal 7): before and after, at equal output, in the same run.
+
+The demo configuration (``StudyConfig.demo()``: digits, MLP 2x128, cross-entropy, 2000 steps and 2 noise
+snapshots per point) on its sweep points, from an untrained ``theta*`` with random orthonormal directions
+(a point's cost depends on neither):
+
+- before: the points one after another in this process on ``config.threads`` = 2 torch threads, the
+  demo's sweep until this change;
+- after: the demo now, ``sweep_workers = 2`` spawned one-thread processes; the clock includes starting
+  them (importing torch there), as the demo pays it.
+
+The small network's steps are dispatch-bound, so two threads inside one step are slower than one: the
+points are spread over the cores instead. Equal output: a point's arrays depend on the thread count by
+rounding only; printed is the largest relative difference between the two runs of each point's mean
+displacement speed and mean loss (float32 arithmetic over 2000 steps). Where the time goes inside a
+point: ``benchmarks/profile_sweep.py``.
+
+Run: ``python benchmarks/bench_sweep.py`` (all 22 points, ~2 minutes), ``--quick`` (6 points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from goals import goal_line
+
+from sgd_dynamics.experiments.setup import prepare
+from sgd_dynamics.experiments.study import run_sweep, sweep_executor, sweep_points
+from sgd_dynamics.experiments.study_config import StudyConfig
+from sgd_dynamics.store import read_arrays
+
+
+def sweep(config: StudyConfig, setup, theta_star, directions, points) -> tuple[float, list[dict]]:
+    """Wall time of the sweep as ``config`` runs it, and every point's arrays."""
+    torch.set_num_threads(config.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        with sweep_executor(config, None) as pool:
+            dirs = run_sweep(config, setup, theta_star, directions, Path(tmp), pool, progress=False,
+                             points=points)
+        wall = time.perf_counter() - start
+        return wall, [read_arrays(d / "result.h5") for d in dirs]
+
+
+def largest_difference(before: list[dict], after: list[dict], key: str) -> float:
+    a = np.array([np.mean(p[key]) for p in before])
+    b = np.array([np.mean(p[key]) for p in after])
+    return float(np.max(np.abs(a - b) / np.abs(a)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 of the 22 points")
+    args = parser.parse_args()
+    after_config = StudyConfig.demo()
+    before_config = dataclasses.replace(after_config, sweep_workers=None)
+    setup = prepare(after_config)
+    model = setup.build_model()
+    m = sum(p.numel() for p in model.parameters())
+    directions = np.linalg.qr(np.random.default_rng(0).standard_normal((m, after_config.num_eigenpairs)))[0]
+    points = sweep_points(after_config)[: 6 if args.quick else None]
+    # one-off imports (torch._dynamo by the first optimizer, numba's first compile by the first tracker)
+    # that the demo pays in its earlier stages, before the sweep
+    sweep(before_config, setup, model.state_dict(), directions, points[:1])
+    t_before, before = sweep(before_config, setup, model.state_dict(), directions, points)
+    t_after, after = sweep(after_config, setup, model.state_dict(), directions, points)
+    print(f"Demo sweep, {len(points)} points x {after_config.steps} steps: before (in process, "
+          f"{before_config.threads} torch threads) {t_before:.1f} s, after ({after_config.sweep_workers} "
+          f"one-thread worker processes, start-up included) {t_after:.1f} s")
+    print(f"  equal output: largest relative difference per point, mean local displacement "
+          f"{largest_difference(before, after, 'local_sq_displacement'):.1e}, mean loss "
+          f"{largest_difference(before, after, 'loss'):.1e} (thread-count rounding, float32)")
+    print(goal_line(7, f"demo sweep ({len(points)} points) before / after", 2.0, t_before / t_after))
+
+
+if __name__ == "__main__":
+    main()
