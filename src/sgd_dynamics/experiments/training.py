@@ -79,11 +79,14 @@ def minibatch_indices(num_examples: int, batch_size: int, sampler: str, seed: in
 def make_optimizer(model: nn.Module, hyper: Hyperparams) -> torch.optim.SGD:
     """``torch.optim.SGD`` with the hyperparameters' lr, momentum and weight decay.
 
-    Dampening 0, no Nesterov.
+    Dampening 0, no Nesterov. Fused (one kernel for all parameters) on CPU and CUDA: the per-parameter
+    loop of the default implementation was a sixth of a small network's step (issue 15 goal 7); the
+    update is the same, rounded differently.
     """
-    return torch.optim.SGD(
-        model.parameters(), lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay
-    )
+    params = list(model.parameters())
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay,
+                           fused=fused or None)
 
 
 def train(
