@@ -40,7 +40,10 @@ both and divides, so ``H V`` is the product of the mean loss over the union of t
 every rank, and the eigen-solver (seeded the same everywhere) takes the same path on every rank.
 
 Precision: ``tol`` is ARPACK's relative tolerance ``||r_i|| <= tol |rho_i|`` (LOBPCG: relative to the
-largest ``|rho|``); tolerances much below the parameter dtype's precision (``~1e-7`` for float32) need a
+largest ``|rho|``). ``eigenvalue_tol`` (Lanczos only) asks for the eigenvalues instead: it stops when every
+Ritz value's error bound ``min(||r_i||, ||r_i||^2 / gap_i)`` is within ``eigenvalue_tol |rho_i|``, in far
+fewer products than a residual test of the same number (the eigenvectors are then accurate to about
+``||r_i|| / gap_i``). Tolerances much below the parameter dtype's precision (``~1e-7`` for float32) need a
 float64 model, and so may near-zero eigenvalues at the ``"SA"`` end.
 """
 
