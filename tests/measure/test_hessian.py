@@ -48,6 +48,22 @@ def test_top10_eigenpairs_match_dense_hessian(mlp_problem, method):
     assert res.hvp_count >= 10
 
 
+def test_eigenvalue_tol_meets_its_accuracy_in_fewer_products(mlp_problem):
+    ref = mlp_problem.eigenvalues[:10]
+    res = hessian_eigenpairs(mlp_problem.model, LOSS, mlp_problem.batches, k=10, eigenvalue_tol=1e-9)
+    errors = np.abs(res.eigenvalues - ref)
+    assert np.all(errors <= 1e-9 * np.abs(ref))
+    assert res.eigenvalue_tol == 1e-9 and res.error_bounds is not None
+    assert np.all(errors <= res.error_bounds * (1 + 1e-6) + 1e-13 * abs(ref[0]))
+    assert res.converged.all()
+    dense_res = np.linalg.norm(mlp_problem.hessian @ res.eigenvectors - res.eigenvectors * res.eigenvalues,
+                               axis=0)
+    np.testing.assert_allclose(res.residuals, dense_res, rtol=1e-4, atol=1e-12)
+    residual_stop = hessian_eigenpairs(mlp_problem.model, LOSS, mlp_problem.batches, k=10, tol=1e-9)
+    assert residual_stop.error_bounds is None and residual_stop.eigenvalue_tol is None
+    assert res.hvp_count < residual_stop.hvp_count
+
+
 def test_batchnorm_hessian_in_eval_mode_and_mode_restored(bn_problem):
     model = bn_problem.model
     assert model.training
@@ -162,6 +178,10 @@ def test_bad_input_messages(mlp_problem):
         hessian_eigenpairs(model, LOSS, batches, k=2, which="XX")
     with pytest.raises(ValueError, match=r"which='LM' is invalid: expected 'LA', 'SA' or 'BE' for method="):
         hessian_eigenpairs(model, LOSS, batches, k=2, which="LM", method="lobpcg")
+    with pytest.raises(ValueError, match=r"eigenvalue_tol=1e-06 is invalid: expected None for method='arp"):
+        hessian_eigenpairs(model, LOSS, batches, k=2, method="arpack", eigenvalue_tol=1e-6)
+    with pytest.raises(ValueError, match=r"eigenvalue_tol=1.5 is invalid: expected None or 0 < eigenv"):
+        hessian_eigenpairs(model, LOSS, batches, k=2, eigenvalue_tol=1.5)
     with pytest.raises(ValueError, match=r"method='power' is invalid: expected 'lanczos', 'arpack' or"):
         hessian_eigenpairs(model, LOSS, batches, k=2, method="power")
     with pytest.raises(ValueError, match=r"one-shot iterator"):

@@ -28,6 +28,8 @@ from sgd_dynamics.estimation.lanczos_quadrature import (  # isort: skip
 # Thick-restart Lanczos for extreme eigenpairs, residuals from the Krylov relation
 from sgd_dynamics.estimation.thick_restart import (  # isort: skip
     thick_restart_lanczos,
+    lanczos_with_bounds,
+    ritz_error_bounds,
     wanted_ritz,
 )
 # Power laws of anomalous diffusion: the exponent ``c`` of ``||Delta_k||^2 = a k^c`` and its running value
@@ -84,7 +86,7 @@ __all__ = [
     "QuadratureEstimate", "SpectralMeasure", "lanczos_tridiagonal", "lanczos_quadrature",
     "full_spectrum_displacement", "SpectralDensity", "spectral_density",
     # thick_restart
-    "thick_restart_lanczos", "wanted_ritz",
+    "thick_restart_lanczos", "lanczos_with_bounds", "ritz_error_bounds", "wanted_ritz",
     # power_law
     "LocalSlope", "PowerLawFit", "fit_power_law", "local_slope",
     # replica_decomposition

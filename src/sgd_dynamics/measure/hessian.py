@@ -40,7 +40,10 @@ both and divides, so ``H V`` is the product of the mean loss over the union of t
 every rank, and the eigen-solver (seeded the same everywhere) takes the same path on every rank.
 
 Precision: ``tol`` is ARPACK's relative tolerance ``||r_i|| <= tol |rho_i|`` (LOBPCG: relative to the
-largest ``|rho|``); tolerances much below the parameter dtype's precision (``~1e-7`` for float32) need a
+largest ``|rho|``). ``eigenvalue_tol`` (Lanczos only) asks for the eigenvalues instead: it stops when every
+Ritz value's error bound ``min(||r_i||, ||r_i||^2 / gap_i)`` is within ``eigenvalue_tol |rho_i|``, in far
+fewer products than a residual test of the same number (the eigenvectors are then accurate to about
+``||r_i|| / gap_i``). Tolerances much below the parameter dtype's precision (``~1e-7`` for float32) need a
 float64 model, and so may near-zero eigenvalues at the ``"SA"`` end.
 """
 
@@ -60,7 +63,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
-from sgd_dynamics.estimation.thick_restart import thick_restart_lanczos
+from sgd_dynamics.estimation.thick_restart import lanczos_with_bounds
 from sgd_dynamics.measure.data_shards import all_reduce_sum, check_process_group
 from sgd_dynamics.measure.flat_params import (
     BatchSource,
@@ -138,13 +141,14 @@ class HessianOperator:
 
     def _sweep(self, rows: Tensor, method: str) -> Tensor:
         """``H T^T`` rows for the rows ``T`` of shape ``(b, m)``, summed over all batches."""
-        out = torch.zeros_like(rows)
-        total = 0
         with evaluation_mode(self.model):
             if method == "reverse-over-reverse" and self._single_batch:
                 graph, total = self._kept_graph()
-                out.add_(graph.rows(rows), alpha=float(total))
+                if self.process_group is None and total > 0:
+                    return graph.rows(rows)   # one batch: its product is the mean loss's, no weighting
+                out = graph.rows(rows).mul_(float(total))
             else:
+                out, total = torch.zeros_like(rows), 0
                 for raw in self._batches():
                     out.add_(self._batch_rows(raw, rows, method), alpha=float(self._last_count))
                     total += self._last_count
@@ -242,6 +246,9 @@ class HessianEigenpairs:
     product otherwise.
 
     ``which`` is the end of the spectrum asked for, ``hvp`` how the Hessian-vector products were computed.
+    ``eigenvalue_tol`` is set when the run stopped on eigenvalue error bounds instead of residuals; then
+    ``error_bounds[i]`` bounds ``|rho_i - lambda|`` for the nearest eigenvalue ``lambda`` (see
+    :func:`~sgd_dynamics.estimation.ritz_error_bounds`), else it is ``None``.
     """
 
     eigenvalues: NDArray[np.float64]
@@ -252,10 +259,19 @@ class HessianEigenpairs:
     tol: float
     which: str = "LA"
     hvp: str = "forward-over-reverse"
+    eigenvalue_tol: float | None = None
+    error_bounds: NDArray[np.float64] | None = None
 
     @property
     def converged(self) -> NDArray[np.bool_]:
-        """Pairs whose residual is within ``tol`` times the largest ``|rho|`` (norm-wise backward error)."""
+        """Pairs whose residual is within ``tol`` times the largest ``|rho|`` (norm-wise backward error).
+
+        With ``eigenvalue_tol``: pairs whose eigenvalue error bound is within ``eigenvalue_tol |rho_i|``
+        (the stopping rule of that run; the residuals are larger, about ``sqrt(eigenvalue_tol)``).
+        """
+        if self.eigenvalue_tol is not None and self.error_bounds is not None:
+            scale = np.maximum(np.abs(self.eigenvalues), np.finfo(float).eps ** (2 / 3))
+            return self.error_bounds <= self.eigenvalue_tol * scale
         return self.residuals <= self.tol * np.max(np.abs(self.eigenvalues))
 
 
@@ -264,14 +280,17 @@ _WHICH = "'LA' (largest algebraic), 'SA' (smallest algebraic), 'BE' (both ends) 
 
 def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, which: Which = "LA",
                    method: EigenMethod = "lanczos", seed: int = 0, maxiter: int | None = None,
-                   ncv: int | None = None) -> tuple[NDArray, NDArray, NDArray]:
+                   ncv: int | None = None, eigenvalue_tol: float | None = None
+                   ) -> tuple[NDArray, NDArray, NDArray]:
     """``k`` extreme eigenpairs of a symmetric operator: ``(values descending, vectors (m, k), residuals)``.
 
     ``which``: ``"LA"`` the ``k`` largest, ``"SA"`` the ``k`` smallest, ``"BE"`` ``k - k // 2`` from the
     top and ``k // 2`` from the bottom, ``"LM"`` the ``k`` largest in magnitude. ``lanczos``: thick-restart
     Lanczos, residuals from the Krylov relation; ``arpack``: ARPACK ``eigsh`` (implicitly restarted
     Lanczos), residuals recomputed with ``k`` products; both stop when every wanted Ritz pair has
-    ``||r|| <= tol |rho|``.
+    ``||r|| <= tol |rho|``; ``eigenvalue_tol`` (``lanczos`` only) stops instead when every wanted Ritz
+    value's error bound ``min(||r||, ||r||^2 / gap)`` (:func:`~sgd_dynamics.estimation.ritz_error_bounds`)
+    is within ``eigenvalue_tol |rho|``: for eigenvalues alone, far fewer products than the same ``tol``.
     ``lobpcg``: scipy's LOBPCG on a block of vectors, stops when every ``||r|| <= tol max|rho|``; ``"LA"``,
     ``"SA"`` and ``"BE"`` (one block per end). Works on any operator, so dense test matrices and
     Hessian-vector products go through the same code.
@@ -283,17 +302,28 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     >>> top_eigenpairs(spla.aslinearoperator(A), 2, which="BE", ncv=4)[0].round(8).tolist()
     [5.0, -7.0]
     """
+    return _eigenpairs(operator, k, tol=tol, which=which, method=method, seed=seed, maxiter=maxiter, ncv=ncv,
+                       eigenvalue_tol=eigenvalue_tol)[:3]
+
+
+def _eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float, which: str, method: str, seed: int,
+                maxiter: int | None, ncv: int | None, eigenvalue_tol: float | None
+                ) -> tuple[NDArray, NDArray, NDArray, NDArray | None]:
+    """:func:`top_eigenpairs` and, for ``lanczos``, the error bounds of its Ritz values (else ``None``)."""
     m = operator.shape[0]
     require(isinstance(k, (int, np.integer)) and 1 <= k < m, "k", k,
             f"an integer with 1 <= k < {m} (the number of parameters)")
     require(bool(np.isfinite(tol)) and 0 < tol < 1, "tol", tol, "0 < tol < 1")
     require(which in ("LA", "SA", "BE", "LM"), "which", which, _WHICH)
+    require(eigenvalue_tol is None or method == "lanczos", "eigenvalue_tol", eigenvalue_tol,
+            f"None for method={method!r} (error-bound stopping is method='lanczos' only)")
     rng = np.random.default_rng(seed)
-    residuals = None
+    residuals = bounds = None
     if method == "lanczos":
         # The wanted Ritz pairs' residuals come with the Krylov relation: no products are spent on them.
-        vals, vecs, residuals, _ = thick_restart_lanczos(operator.matvec, m, k, which=which, tol=tol, ncv=ncv,
-                                                         maxiter=maxiter, v0=rng.standard_normal(m))
+        vals, vecs, residuals, bounds, _ = lanczos_with_bounds(
+            operator.matvec, m, k, which=which, tol=tol, ncv=ncv, maxiter=maxiter, v0=rng.standard_normal(m),
+            eigenvalue_tol=eigenvalue_tol)
     elif method == "arpack":
         arpack_which = "LA" if which == "BE" and k == 1 else which   # ARPACK refuses BE for one pair
         try:
@@ -319,8 +349,8 @@ def top_eigenpairs(operator: spla.LinearOperator, k: int, *, tol: float = 1e-6, 
     if residuals is None:
         residuals = np.linalg.norm(operator.matmat(vecs) - vecs * vals, axis=0)
     else:
-        residuals = residuals[order]
-    return vals, vecs, residuals
+        residuals, bounds = residuals[order], bounds[order]
+    return vals, vecs, residuals, bounds
 
 
 def _lobpcg_end(operator: spla.LinearOperator, k: int, tol: float, rng: np.random.Generator,
@@ -344,7 +374,8 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k:
                        tol: float = 1e-6, *, which: Which = "LA", method: EigenMethod = "lanczos",
                        seed: int = 0, maxiter: int | None = None, ncv: int | None = None,
                        block_size: int = 16, parameters: ParameterSelection = None,
-                       hvp: HvpMethod = "auto", process_group: Any = None) -> HessianEigenpairs:
+                       hvp: HvpMethod = "auto", process_group: Any = None,
+                       eigenvalue_tol: float | None = None) -> HessianEigenpairs:
     r"""``k`` Hessian eigenpairs of the mean loss over ``batches`` at the model's current parameters.
 
     The pairs solve the symmetric eigenproblem of the Hessian of the batch-size weighted mean loss,
@@ -369,12 +400,18 @@ def hessian_eigenpairs(model: nn.Module, loss_fn: Loss, batches: BatchSource, k:
     products that measures the residuals (``lanczos`` has them from the Krylov relation).
     ``process_group``: ``batches`` is this rank's shard; the eigenpairs (the same on every rank) are those
     of the mean loss over the union of the shards.
+    ``eigenvalue_tol`` (``lanczos`` only): stop when every eigenvalue's error bound
+    ``min(r_i, r_i^2 / gap_i)`` is within ``eigenvalue_tol |rho_i|`` rather than on the residuals (the
+    eigenvalues to that accuracy, in fewer products; the eigenvectors only to about ``r_i / gap_i``);
+    the result then carries the bounds as ``error_bounds``.
     """
     op = HessianOperator(model, loss_fn, batches, block_size=block_size, parameters=parameters, hvp=hvp,
                          process_group=process_group)
-    vals, vecs, residuals = top_eigenpairs(op.to_scipy(), k, tol=tol, which=which, method=method, seed=seed,
-                                           maxiter=maxiter, ncv=ncv)
-    return HessianEigenpairs(vals, vecs, residuals, op.hvp_count, method, tol, which, str(op.hvp_method))
+    vals, vecs, residuals, bounds = _eigenpairs(op.to_scipy(), k, tol=tol, which=which, method=method,
+                                                seed=seed, maxiter=maxiter, ncv=ncv,
+                                                eigenvalue_tol=eigenvalue_tol)
+    return HessianEigenpairs(vals, vecs, residuals, op.hvp_count, method, tol, which, str(op.hvp_method),
+                             eigenvalue_tol, bounds if eigenvalue_tol is not None else None)
 
 
 @dataclass(frozen=True)

@@ -79,18 +79,18 @@ class GradientGraph:
 
     def rows(self, rows: Tensor) -> Tensor:
         """Rows ``H_b t_j`` for the rows ``t_j`` of ``rows`` ``(b, m)``."""
-        out = torch.zeros_like(rows)
         if not self.live:
-            return out
+            return torch.zeros_like(rows)
+        out = torch.empty_like(rows)
         names, live = self.layout.names, self.live
         for j, t in enumerate(rows):
             parts = self.layout.unflatten(t)
             products = torch.autograd.grad([self.grads[i] for i in live], self.leaves,
                                            grad_outputs=[parts[names[i]] for i in live],
                                            retain_graph=True, allow_unused=True)
-            out[j] = self.layout.flatten({
-                name: torch.zeros_like(leaf) if hv is None else hv
-                for name, leaf, hv in zip(names, self.leaves, products, strict=True)})
+            # Written in place into the output row: a Lanczos step spends one product per call.
+            torch.cat([(torch.zeros_like(leaf) if hv is None else hv).reshape(-1)
+                       for leaf, hv in zip(self.leaves, products, strict=True)], out=out[j])
         return out
 
 
