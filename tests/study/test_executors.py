@@ -6,8 +6,8 @@ with random orthonormal directions: what a point computes does not depend on whe
 
 import dataclasses
 import logging
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import os
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
