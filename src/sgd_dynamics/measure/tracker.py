@@ -32,8 +32,8 @@ per-step allocation of a flat vector) and accumulates both squared displacements
 parameters this pass is a numba kernel (sums in float64), elsewhere five torch operations (sums in the
 parameters' dtype). A block is projected with one ``(B, m) @ (m, k)`` product when its ``B`` rows are
 full (``B - 1`` steps and one anchor row, so that the product has a whole number of BLAS register tiles:
-65 rows cost 1.1x the time of 64), on a CPU in float32 by oneDNN (:func:`_block_projection`); the few
-numbers per step are moved to the CPU then. Reading :attr:`TrajectoryTracker.history` flushes the
+with MKL 65 rows cost 1.14x the time of 64), on a CPU in float32 by oneDNN (:func:`_block_projection`);
+the few numbers per step are moved to the CPU then. Reading :attr:`TrajectoryTracker.history` flushes the
 partial block.
 
 Velocity from the displacement: with a single learning rate ``eta`` for every parameter group, equal
@@ -163,8 +163,9 @@ def _fused_displacement() -> Callable[..., tuple[float, float]]:
     ``(||delta||^2, ||theta_k - theta_ref||^2)`` accumulated in float64. Replaces a concatenation, two
     subtractions and two dot products (five passes over ``m`` numbers) by one. ``reassoc`` lets the
     float64 sums vectorise; it changes only their rounding, and unlike full fastmath keeps NaN and inf.
-    ``params`` is a tuple of flat arrays: unboxing one costs half of a typed ``List`` at every call (~9 us
-    against ~18 us with cold caches after a training step), and needs no typed-``List`` compile per process.
+    ``params`` is a tuple of flat arrays: a call unboxes it in half the time of a typed ``List`` (2.4 vs
+    5.3 us warm, 26 vs 46 us with the caches cold after a training step, issue 15 profile), and needs no
+    typed-``List`` compile per process (each tuple length compiles once, into numba's cache).
     """
     import numba  # a hard dependency, imported here so that importing the tracker stays light
 
@@ -204,10 +205,11 @@ def _block_projection(directions: Tensor) -> Callable[[Tensor], Tensor]:
 
     On a CPU in float32 through oneDNN's inner-product primitive (the op behind ``torch.compile``'s
     frozen linear layers), which reads the ``(k, m)`` directions as they are: 0.65x the time of
-    ``torch.mm`` (MKL) for ``k = 30``, 64 or 128 rows of ``m = 78858`` (0.9x for ``k = 100``), one
-    thread, float32 sums either way. Elsewhere, or where the op is missing, ``(k, m) @ (m, B)`` with
-    ``torch.mm``: the fastest of MKL's layouts (issue 15 profile, k = 30: 0.7x the time of
-    ``(B, m) @ (m, k)``, of numpy's product and of 8192-column ``addmm`` chunks).
+    ``torch.mm`` (MKL) for ``k = 30`` and 64 or 128 rows of ``m = 78858`` (68 vs 102 and 62 vs 90 us per
+    row, one thread), 0.85x for ``k = 100``; float32 sums either way. The probe below also refuses it
+    where a reduced-precision mode would round the directions. Elsewhere, or where the op is missing,
+    ``(k, m) @ (m, B)`` with ``torch.mm``: the fastest of MKL's layouts (issue 15 profile, k = 30: 0.7x
+    the time of ``(B, m) @ (m, k)``, of numpy's product and of 8192-column ``addmm`` chunks).
     """
     def blas(rows: Tensor) -> Tensor:
         return torch.mm(directions, rows.T).T
