@@ -225,7 +225,13 @@ def noise_cost(model: nn.Module, data: list, rounds: int, k: int = 10) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- tracker
-def tracker_overhead(x: torch.Tensor, y: torch.Tensor, rounds: int, steps: int = 64) -> None:
+def tracker_overhead(x: torch.Tensor, y: torch.Tensor, rounds: int, steps: int = 127) -> None:
+    """Per-step time of the tracked loops / the plain loop, medians over interleaved ``steps``-step blocks.
+
+    A timed block is one tracker block: ``B - 1 = 127`` steps at the default ``block_size`` of 128 rows, so
+    each holds exactly one flush (its product) and reading ``history`` at its end flushes nothing. The
+    order of the contenders alternates between rounds (no fixed position after the Cockpit's backward).
+    """
     cp = cockpit()
     from cockpit import quantities
     from cockpit.utils.schedules import linear
@@ -276,13 +282,15 @@ def tracker_overhead(x: torch.Tensor, y: torch.Tensor, rounds: int, steps: int =
     times = {name: [] for name in runs}
     for r in range(1, rounds + 1):
         block = batches[r * steps:(r + 1) * steps]
+        order = list(runs) if r % 2 else list(runs)[::-1]
         t, _ = interleaved({name: lambda name=name, block=block: train(name, block)
-                            for name in runs}, 1)
+                            for name in order}, 1)
         for name in runs:
             times[name].append(t[name] / steps)
     med = {name: float(np.median(v)) for name, v in times.items()}
     plain = med["plain"]
-    print(f"  threads={torch.get_num_threads()}: plain step {plain * 1e3:.3f} ms; " + "; ".join(
+    print(f"  threads={torch.get_num_threads()} ({steps}-step blocks): plain step {plain * 1e3:.3f} ms; "
+          + "; ".join(
         f"{name} {med[name] / plain:.3f}x the plain loop" for name in runs if name != "plain"))
     for k, goal in ((30, 1.10), (100, 1.25)):
         ratio = med[f"tracker k={k}"] / plain

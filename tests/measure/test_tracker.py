@@ -136,6 +136,112 @@ def test_velocity_falls_back_to_buffer_when_lr_changes(scheduler_first):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_blocks_end_where_their_rows_run_out(fused):
+    # Two learning rates: each step projects its momentum buffer and its displacement (two rows), so
+    # block_size=5 rows hold two steps and the third opens the next block before taking its rows.
+    model = _mlp(6)
+    groups = [{"params": [model[0].weight], "lr": 0.03}, {"params": [model[0].bias, *model[2].parameters()]}]
+    opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=1e-3)
+    m = sum(p.numel() for p in model.parameters())
+    directions = np.random.default_rng(6).standard_normal((4, m))
+    sizes = []
+    tracker = TrajectoryTracker(model, opt, directions=torch.from_numpy(directions), block_size=5,
+                                on_flush=lambda rows: sizes.append(len(rows["step"])))
+    if not fused:
+        tracker._fused = None   # the portable torch path, used off the CPU
+    g = torch.Generator().manual_seed(6)
+    thetas, buffers = [_flat(model.parameters())], []
+    for _ in range(11):
+        x, y = torch.randn(16, 8, generator=g, dtype=torch.float64), torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        LOSS(model(x), y).backward()
+        opt.step()
+        tracker.record()
+        thetas.append(_flat(model.parameters()))
+        buffers.append(_flat(opt.state[p]["momentum_buffer"] for p in model.parameters()))
+    h = tracker.history
+    assert sizes == [2, 2, 2, 2, 2, 1]
+    thetas, pos = np.array(thetas), np.array(thetas)[1:] - thetas[0]
+    np.testing.assert_allclose(h["position_projection"], pos @ directions.T, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(h["velocity_projection"], -np.array(buffers) @ directions.T, rtol=1e-12,
+                               atol=1e-14)
+    np.testing.assert_allclose(h["global_sq_displacement"], np.sum(pos**2, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(h["local_sq_displacement"], np.sum(np.diff(thetas, axis=0)**2, axis=1),
+                               rtol=1e-12)
+
+
+def test_derived_velocity_blocks_hold_one_step_less_than_their_rows():
+    # One lr: a block's first step takes an anchor and a displacement row, every later step one row.
+    model = _mlp(7)
+    m = sum(p.numel() for p in model.parameters())
+    directions = torch.from_numpy(np.random.default_rng(7).standard_normal((3, m)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sizes = []
+    tracker = TrajectoryTracker(model, opt, directions=directions, block_size=4,
+                                on_flush=lambda rows: sizes.append(len(rows["step"])))
+    thetas, losses = _train(model, opt, tracker, 10)
+    _assert_history(tracker.history, _expected(thetas, losses, np.arange(1, 11), directions.numpy(), 0.05))
+    assert sizes == [3, 3, 3, 1]
+
+
+def test_float32_block_projection_within_its_rounding_bound():
+    # The float32 CPU product (oneDNN where the build has it) against float64 products of the same rows:
+    # a sum of m float32 products is within m eps sum_i |q_i r_i| of the exact one (recursive summation).
+    from sgd_dynamics.measure.tracker import _block_projection
+
+    rng = np.random.default_rng(8)
+    m = 3000
+    directions = torch.from_numpy(rng.standard_normal((7, m)).astype(np.float32))
+    rows = torch.from_numpy((rng.standard_normal((9, m)) * 1e-3).astype(np.float32))
+    project = _block_projection(directions)
+    if torch.backends.mkldnn.is_available():
+        assert project.__name__ == "onednn"
+    got = project(rows).numpy().astype(np.float64)
+    q, r = directions.numpy().astype(np.float64), rows.numpy().astype(np.float64)
+    bound = m * np.finfo(np.float32).eps * (np.abs(r) @ np.abs(q).T)
+    assert got.shape == (9, 7)
+    assert np.all(np.abs(got - r @ q.T) <= bound)
+
+
+def test_float32_tracker_matches_float64_recomputation():
+    # float32 parameters take the oneDNN product: every step against float64 arithmetic on the stored
+    # float32 parameters, within the float32 rounding of each projected row (summed over a block's
+    # increments for the anchored positions).
+    model = _mlp(9).float()
+    m = sum(p.numel() for p in model.parameters())
+    directions = np.random.default_rng(9).standard_normal((5, m)).astype(np.float32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    tracker = TrajectoryTracker(model, opt, directions=torch.from_numpy(directions), block_size=6)
+    g = torch.Generator().manual_seed(9)
+    thetas = [_flat(model.parameters()).astype(np.float64)]
+    for _ in range(14):
+        x, y = torch.randn(16, 8, generator=g), torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        LOSS(model(x), y).backward()
+        opt.step()
+        tracker.record()
+        thetas.append(_flat(model.parameters()).astype(np.float64))
+    h = tracker.history
+    thetas, q = np.array(thetas), directions.astype(np.float64)
+    delta, pos = np.diff(thetas, axis=0), thetas[1:] - thetas[0]
+    # (m + 2) eps: the m-term sum, the float32 difference that makes the row, the float32 result.
+    eps = np.finfo(np.float32).eps
+    row_bound = (m + 2) * eps * (np.abs(delta) @ np.abs(q).T)
+    velocity = delta @ q.T / 0.05
+    np.testing.assert_array_less(np.abs(h["velocity_projection"] - velocity), row_bound / 0.05)
+    # Anchors at steps 1, 6, 11 (five steps per block of six rows): each anchored position carries the
+    # rounding of its anchor row and of the increments after it, and the float32 storage of the result.
+    anchor_bound = (m + 2) * eps * (np.abs(pos) @ np.abs(q).T)
+    block = np.arange(14) // 5
+    within = np.cumsum(row_bound, axis=0)
+    since = within - np.concatenate([np.zeros((1, 5)), within])[block * 5]
+    bound = anchor_bound[block * 5] + since + eps * np.abs(pos @ q.T)
+    np.testing.assert_array_less(np.abs(h["position_projection"] - pos @ q.T), bound)
+    np.testing.assert_allclose(h["local_sq_displacement"], np.sum(delta**2, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(h["global_sq_displacement"], np.sum(pos**2, axis=1), rtol=1e-6)
+
+
 @pytest.mark.parametrize("schedule", [3, LinearSchedule(stride=5, start=2), LogSchedule(points_per_decade=4)])
 def test_schedules_match_direct_recomputation(schedule):
     model = _mlp(2)

@@ -27,12 +27,14 @@ Neither communicates. Pass the wrapped model or its ``.module``: both have the s
 same order.
 
 Cost (``benchmarks/bench_measure.py`` prints the ratios). Per recorded step, one pass over the
-parameters writes ``delta_k = theta_k - theta_{k-1}`` into a preallocated ``(2 B, m)`` block (no per-step
-allocation of a flat vector) and accumulates both squared displacements; on a CPU with float32/64
+parameters writes ``delta_k = theta_k - theta_{k-1}`` into a preallocated ``(B, m)`` block of rows (no
+per-step allocation of a flat vector) and accumulates both squared displacements; on a CPU with float32/64
 parameters this pass is a numba kernel (sums in float64), elsewhere five torch operations (sums in the
-parameters' dtype). Each block of ``B`` recorded steps is projected with one ``(k, m) @ (m, rows)``
-product, and the few numbers per step are moved to the CPU then; reading
-:attr:`TrajectoryTracker.history` flushes the partial block.
+parameters' dtype). A block is projected with one ``(B, m) @ (m, k)`` product when its ``B`` rows are
+full (``B - 1`` steps and one anchor row, so that the product has a whole number of BLAS register tiles:
+with MKL 65 rows cost 1.14x the time of 64), on a CPU in float32 by oneDNN (:func:`_block_projection`);
+the few numbers per step are moved to the CPU then. Reading :attr:`TrajectoryTracker.history` flushes the
+partial block.
 
 Velocity from the displacement: with a single learning rate ``eta`` for every parameter group, equal
 when ``theta_{k-1}`` was taken and at step ``k``, PyTorch's update gives ``q.v_k = q.delta_k / eta``, and
@@ -153,6 +155,18 @@ _NO_GRAD = ("momentum=0 and no parameter has a .grad: call tracker.record() afte
             "before optimizer.zero_grad(), so the velocity can be read")
 
 
+def _compiled_displacement(*args: Any) -> Callable[..., tuple[float, float]]:
+    """The fused kernel compiled for the types of ``args`` (loaded from numba's cache when it is there).
+
+    The tracker's arrays keep their types for its whole life, so it calls this entry point directly: a
+    call then skips the dispatcher's type resolution, 13 of the 26 us that a dispatched call takes with
+    the caches cold after a training step (1.7 vs 2.5 us warm; issue 15 profile).
+    """
+    import numba
+
+    return _fused_displacement().compile(tuple(numba.typeof(a) for a in args))
+
+
 @functools.cache
 def _fused_displacement() -> Callable[..., tuple[float, float]]:
     """A one-pass CPU kernel for the per-step displacements.
@@ -161,6 +175,9 @@ def _fused_displacement() -> Callable[..., tuple[float, float]]:
     ``(||delta||^2, ||theta_k - theta_ref||^2)`` accumulated in float64. Replaces a concatenation, two
     subtractions and two dot products (five passes over ``m`` numbers) by one. ``reassoc`` lets the
     float64 sums vectorise; it changes only their rounding, and unlike full fastmath keeps NaN and inf.
+    ``params`` is a tuple of flat arrays: a call unboxes it in half the time of a typed ``List`` (2.4 vs
+    5.3 us warm, 26 vs 46 us with the caches cold after a training step, issue 15 profile), and needs no
+    typed-``List`` compile per process (each tuple length compiles once, into numba's cache).
     """
     import numba  # a hard dependency, imported here so that importing the tracker stays light
 
@@ -195,6 +212,37 @@ def _fused_displacement() -> Callable[..., tuple[float, float]]:
     return displacement
 
 
+def _block_projection(directions: Tensor) -> Callable[[Tensor], Tensor]:
+    """``rows -> rows @ directions.T``, the ``(B, k)`` projections of a block of rows.
+
+    On a CPU in float32 through oneDNN's inner-product primitive (the op behind ``torch.compile``'s
+    frozen linear layers), which reads the ``(k, m)`` directions as they are: 0.65x the time of
+    ``torch.mm`` (MKL) for ``k = 30`` and 64 or 128 rows of ``m = 78858`` (68 vs 102 and 62 vs 90 us per
+    row, one thread), 0.85x for ``k = 100``; float32 sums either way. The probe below also refuses it
+    where a reduced-precision mode would round the directions. Elsewhere, or where the op is missing,
+    ``(k, m) @ (m, B)`` with ``torch.mm``: the fastest of MKL's layouts (issue 15 profile, k = 30: 0.7x
+    the time of ``(B, m) @ (m, k)``, of numpy's product and of 8192-column ``addmm`` chunks).
+    """
+    def blas(rows: Tensor) -> Tensor:
+        return torch.mm(directions, rows.T).T
+
+    if directions.device.type != "cpu" or directions.dtype != torch.float32 or not directions.shape[0]:
+        return blas
+    try:   # a private op: check once that this build has it and that it computes the product
+        inner_product = torch.ops.mkldnn._linear_pointwise
+
+        def onednn(rows: Tensor) -> Tensor:
+            return inner_product(rows, directions, None, "none", [], "")
+
+        probe = torch.zeros(1, directions.shape[1], dtype=directions.dtype)
+        probe[0, 0] = 1.0
+        if torch.backends.mkldnn.is_available() and torch.equal(onednn(probe)[0], directions[:, 0]):
+            return onednn
+    except (RuntimeError, TypeError, AttributeError):
+        pass
+    return blas
+
+
 class TrajectoryTracker:
     """Record displacements, projections and the loss of an SGD trajectory.
 
@@ -208,7 +256,10 @@ class TrajectoryTracker:
         ``step -> bool`` such as :class:`LinearSchedule` or :class:`LogSchedule`. Steps count from 1.
     snapshot_schedule : steps at which full ``theta_k`` and ``v_k`` are kept (on the CPU); ``None``: never.
         Only steps that ``schedule`` records can be snapshotted.
-    block_size : recorded steps per projection block ``B`` (memory ``2 B m`` numbers).
+    block_size : rows per projection block ``B`` (memory ``B m`` numbers): a block holds at most ``B``
+        recorded steps, ``B - 1`` when the velocity comes from the displacement (one anchor row), ``B / 2``
+        when it is projected from the momentum buffer (two rows a step). The default 128 keeps the memory
+        of the former ``2 x 64`` rows; per row, the product of 128 costs 0.85x that of 64 (k = 30).
     record_on : under ``torch.distributed``, ``"rank0"`` (record on rank 0 only) or ``"all"``.
     on_flush : called with the rows of every flushed block (the keys of :attr:`history` without the
         snapshots), in order, e.g. to stream them to TensorBoard.
@@ -216,7 +267,7 @@ class TrajectoryTracker:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  directions: Tensor | None = None, *, schedule: Schedule | int | None = None,
-                 snapshot_schedule: Schedule | int | None = None, block_size: int = 64,
+                 snapshot_schedule: Schedule | int | None = None, block_size: int = 128,
                  record_on: Literal["rank0", "all"] = "rank0",
                  on_flush: Callable[[dict[str, NDArray]], None] | None = None) -> None:
         _check_sgd(optimizer)
@@ -256,7 +307,10 @@ class TrajectoryTracker:
                 raise ValueError(f"directions has shape {tuple(d.shape)}: expected (k, {m}), one direction "
                                  f"per row in the flat parameter order{hint}")
             self._directions = d.to(dtype=dtype, device=device).contiguous()
+        self._projection = _block_projection(self._directions)
         self.block_size = block_size
+        # Room for the first step of a block, which takes two rows (its anchor and its delta or buffer).
+        self._capacity = max(block_size, 2) if self._directions.shape[0] else 0
         self._reference = torch.cat(self._flat_params).clone()
         # theta_{k-1} whenever step k is due (theta_k once it is recorded), and the common learning rate
         # read when it was taken:
@@ -264,19 +318,17 @@ class TrajectoryTracker:
         self._prev_lr = self._common_lr()
         self._current = torch.empty(m, dtype=dtype, device=device)   # receives theta_k (torch path)
         self._scratch = torch.empty(m, dtype=dtype, device=device)
-        # At most two rows per recorded step (see _record); none without directions.
-        rows = 2 * block_size if self._directions.shape[0] else 0
-        self._block = torch.empty(rows, m, dtype=dtype, device=device)
+        self._block = torch.empty(self._capacity, m, dtype=dtype, device=device)
         self._squares = torch.empty(2, block_size, dtype=dtype, device=device)   # local, global (torch path)
         self._numpy_dtype = torch.empty(0, dtype=dtype).numpy().dtype
         self._fused = None
         if device.type == "cpu" and dtype in (torch.float32, torch.float64):
-            from numba.typed import List
-
-            self._fused = _fused_displacement()
-            self._param_arrays = List([f.numpy() for f in self._flat_params])
+            self._param_arrays = tuple(f.numpy() for f in self._flat_params)
             self._prev_array, self._reference_array = self._prev.numpy(), self._reference.numpy()
             self._block_array, self._scratch_array = self._block.numpy(), self._scratch.numpy()
+            # Block rows and the scratch vector have one type: contiguous 1-d arrays of the dtype.
+            self._fused = _compiled_displacement(self._param_arrays, self._prev_array,
+                                                 self._reference_array, self._scratch_array)
             self._squares_array = np.empty((block_size, 2))
         self._rows = 0
         self._step = 0
@@ -310,12 +362,16 @@ class TrajectoryTracker:
             self._prev_lr = self._common_lr()
 
     def _record(self, k: int, loss: float | Tensor | None) -> None:
-        s, project = len(self._steps), self._block.shape[0] > 0
+        project = self._capacity > 0
         lr = self._common_lr()
         # theta_k - theta_{k-1} = -lr b_k exactly when the lr read now equals the one read with theta_{k-1}
         # (a scheduler stepped before or after record() makes one of the two reads the lr of step k).
         derived = lr is not None and lr == self._prev_lr
-        chained = s > 0 and self._last_recorded == k - 1
+        chained = len(self._steps) > 0 and self._last_recorded == k - 1
+        if project and self._rows + 1 + (not derived and chained) + (not chained) > self._capacity:
+            self._flush()   # this step's rows do not fit: it opens the next block (as its anchor)
+            chained = False
+        s = len(self._steps)
         d_row = p_row = b_row = -1
         if project and not derived:
             b_row = self._take_row()
@@ -340,7 +396,7 @@ class TrajectoryTracker:
         self._plan.append((d_row, p_row, b_row, lr if derived else math.nan))
         self._prev_lr = lr
         self._last_recorded = k
-        if len(self._steps) == self.block_size:
+        if len(self._steps) == self.block_size or (project and self._rows == self._capacity):
             self._flush()
 
     def _take_row(self) -> int:
@@ -417,11 +473,9 @@ class TrajectoryTracker:
         position = np.zeros((n, k))
         velocity = np.zeros((n, k))
         if self._rows:
-            # (k, m) @ (m, rows) is the fastest layout tried on a CPU (issue 15 profile, k = 30, 65 rows:
-            # 0.7x the time of (rows, m) @ (m, k), of numpy's product and of 8192-column addmm chunks).
-            rows = torch.mm(self._directions, self._block[:self._rows].T)
+            rows = self._projection(self._block[:self._rows])
             # Row index -1 (no such row) reads the appended zeros.
-            rows = np.concatenate([rows.T.cpu().numpy().astype(np.float64), np.zeros((1, k))])
+            rows = np.concatenate([rows.cpu().numpy().astype(np.float64), np.zeros((1, k))])
             plan = np.array(self._plan, dtype=np.float64).reshape(n, 4)
             d_row, p_row, b_row = (plan[:, i].astype(np.int64) for i in range(3))
             lr = plan[:, 3]
