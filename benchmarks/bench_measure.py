@@ -324,7 +324,8 @@ def main() -> None:
         trace(model, data, rounds)
         noise_cost(model, data, rounds)
     print(f"\nTracker overhead (MLP 40-256-256-10, m={sum(p.numel() for p in mlp().parameters())}, float32, "
-          "batch 128, SGD momentum 0.9, every step, medians of interleaved 127-step blocks, one tracker block each)")
+          "batch 128, SGD momentum 0.9, every step, medians of interleaved 127-step blocks:"
+          " one tracker block each)")
     for threads in (1, 2):
         torch.set_num_threads(threads)
         with threadpool_limits(threads):
