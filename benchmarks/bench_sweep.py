@@ -6,8 +6,10 @@ snapshots per point) on its sweep points, from an untrained ``theta*`` with rand
 
 - before: the points one after another in this process on ``config.threads`` = 2 torch threads, the
   demo's sweep until this change;
-- after: the demo now, ``sweep_workers = 2`` spawned one-thread processes; the clock includes starting
-  them (importing torch there), as the demo pays it.
+- after: the demo now, ``sweep_workers = 2`` spawned one-thread processes. The demo starts them (and
+  warms them up: imports, ``sweep.warm_up``) when the study starts, so they are ready by the sweep; the
+  clock here starts when they are ready, as the demo's sweep stage does, and their start-up time is
+  printed on its own (the demo overlaps it with pretraining, on the same cores).
 
 The small network's steps are dispatch-bound, so two threads inside one step are slower than one: the
 points are spread over the cores instead. Equal output: a point's arrays depend on the thread count by
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,16 +39,25 @@ from sgd_dynamics.experiments.study_config import StudyConfig
 from sgd_dynamics.store import read_arrays
 
 
-def sweep(config: StudyConfig, setup, theta_star, directions, points) -> tuple[float, list[dict]]:
-    """Wall time of the sweep as ``config`` runs it, and every point's arrays."""
+def ready(pool, workers: int) -> None:
+    """Wait until ``workers`` distinct worker processes have answered (each after its initialiser)."""
+    seen = set()
+    while pool is not None and len(seen) < workers:
+        seen |= {f.result() for f in [pool.submit(os.getpid) for _ in range(4 * workers)]}
+
+
+def sweep(config: StudyConfig, setup, theta_star, directions, points) -> tuple[float, float, list[dict]]:
+    """Start-up time of the sweep's workers, wall time of the sweep as ``config`` runs it, the arrays."""
     torch.set_num_threads(config.threads)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         with sweep_executor(config, None) as pool:
+            ready(pool, config.sweep_workers or 0)
+            started = time.perf_counter()
             dirs = run_sweep(config, setup, theta_star, directions, Path(tmp), pool, progress=False,
                              points=points)
-        wall = time.perf_counter() - start
-        return wall, [read_arrays(d / "result.h5") for d in dirs]
+            wall = time.perf_counter() - started
+        return started - start, wall, [read_arrays(d / "result.h5") for d in dirs]
 
 
 def largest_difference(before: list[dict], after: list[dict], key: str) -> float:
@@ -68,11 +80,12 @@ def main() -> None:
     # one-off imports (torch._dynamo by the first optimizer, numba's first compile by the first tracker)
     # that the demo pays in its earlier stages, before the sweep
     sweep(before_config, setup, model.state_dict(), directions, points[:1])
-    t_before, before = sweep(before_config, setup, model.state_dict(), directions, points)
-    t_after, after = sweep(after_config, setup, model.state_dict(), directions, points)
+    _, t_before, before = sweep(before_config, setup, model.state_dict(), directions, points)
+    startup, t_after, after = sweep(after_config, setup, model.state_dict(), directions, points)
     print(f"Demo sweep, {len(points)} points x {after_config.steps} steps: before (in process, "
           f"{before_config.threads} torch threads) {t_before:.1f} s, after ({after_config.sweep_workers} "
-          f"one-thread worker processes, start-up included) {t_after:.1f} s")
+          f"one-thread worker processes, started ahead) {t_after:.1f} s; the workers' start-up and "
+          f"warm-up {startup:.1f} s (the demo's pretraining runs meanwhile)")
     print(f"  equal output: largest relative difference per point, mean local displacement "
           f"{largest_difference(before, after, 'local_sq_displacement'):.1e}, mean loss "
           f"{largest_difference(before, after, 'loss'):.1e} (thread-count rounding, float32)")

@@ -70,12 +70,19 @@ def parse_executor(text: str) -> ExecutorSpec:
 
 
 def _local_worker(cwd: str) -> None:
-    """Initialiser of a local worker: one torch thread (N workers share the cores), the parent's cwd."""
+    """Initialiser of a local worker.
+
+    One torch thread (N workers share the cores), the parent's cwd, and the one-off costs of a first point
+    paid at start (:func:`~sgd_dynamics.experiments.sweep.warm_up`).
+    """
     import torch
 
     torch.set_num_threads(1)
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    from sgd_dynamics.experiments.sweep import warm_up
+
+    warm_up()
 
 
 def entry_point_files(specs: Sequence[str], cwd: Path | str | None = None) -> list[Path]:

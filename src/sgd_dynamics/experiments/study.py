@@ -448,8 +448,9 @@ def _stages(config: StudyConfig, setup: Setup, run: RunDirectory, executor: Exec
         parts = measure_displacement(config, setup, theta_star, theta, run.path)
     points = sweep_points(config)
     log("[sweep]")
-    with run.stage("sweep"), sweep_executor(config, executor) as pool:
-        dirs = run_sweep(config, setup, theta_star, theta["eigenvectors"], run.path, pool, progress, points)
+    with run.stage("sweep"):
+        dirs = run_sweep(config, setup, theta_star, theta["eigenvectors"], run.path, executor, progress,
+                         points)
     log("[analysis]")
     sweep, default = _analyse(config, setup, theta_star, theta, points, dirs, run, parts)
     done = _companions(config, setup, run, log)
@@ -471,6 +472,10 @@ def sweep_executor(config: StudyConfig, executor: Executor | None) -> Iterator[E
         yield executor
         return
     with open_executor(ExecutorSpec("local", workers=config.sweep_workers)) as pool:
+        # one task per worker starts them all now, so that their start-up and warm-up (torch imports,
+        # sweep.warm_up: ~5 s) run alongside the caller's earlier stages
+        for _ in range(config.sweep_workers):
+            pool.submit(int)
         yield pool
 
 
@@ -492,6 +497,7 @@ def run_study(config: StudyConfig, run_dir: Path | str, executor: Executor | Non
         if config.threads:
             torch.set_num_threads(config.threads)
         t0 = time.perf_counter()
-        _stages(config, setup, run, executor, progress, log)
+        with sweep_executor(config, executor) as pool:   # workers start now, ready by the sweep
+            _stages(config, setup, run, pool, progress, log)
         log(f"study finished in {time.perf_counter() - t0:.0f} s")
     return Path(run_dir)

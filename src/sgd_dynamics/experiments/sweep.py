@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from sgd_dynamics._validation import require
-from sgd_dynamics.experiments.training import make_optimizer, minibatch_indices, train
+from sgd_dynamics.experiments.training import cross_entropy, make_optimizer, minibatch_indices, train
 from sgd_dynamics.hyper import Hyperparams
 from sgd_dynamics.measure import (
     NOISE_ESTIMATORS,
@@ -41,7 +42,7 @@ from sgd_dynamics.measure import (
 from sgd_dynamics.store import read_arrays, write_arrays, write_json
 
 __all__ = ["Divergence", "StudyContext", "SweepPoint", "load_divergence", "load_point", "point_status",
-           "run_point"]
+           "run_point", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,28 @@ def _train_and_track(point: SweepPoint, ctx: StudyContext) -> dict[str, np.ndarr
         "noise_trace_se": noise_trace_se,
         "noise_estimator": np.asarray(estimator),
     }
+
+
+def _tiny_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def warm_up() -> None:
+    """Run a tiny point in memory, so that this process's next point runs at full speed.
+
+    A process's first point pays one-off costs, about 3 s on one core: importing ``torch._dynamo`` (the
+    first optimizer step), ``torch.func`` (the first gradient-noise snapshot) and loading the tracker's
+    compiled kernel. A worker started ahead of the sweep pays them while the study's earlier stages run.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, generator=gen), torch.randint(0, 2, (16,), generator=gen)
+    with seeded_torch_rng(0, x.device):   # the process's own generators stay as they were
+        model = _tiny_model()
+        m = sum(p.numel() for p in model.parameters())
+        ctx = StudyContext(x, y, _tiny_model, cross_entropy, model.state_dict(), torch.ones(1, m) / m ** 0.5)
+        point = SweepPoint(lr=0.01, momentum=0.9, batch_size=4, weight_decay=0.0, sampler="with_replacement",
+                           steps=10, burn_in=1, noise_snapshots=1, seed=0, noise_minibatches=4)
+        _train_and_track(point, ctx)
 
 
 def load_point(directory: Path | str) -> tuple[SweepPoint, dict[str, np.ndarray]]:
