@@ -174,6 +174,7 @@ _EXPORTS: dict[str, str] = {
     "load_point": "sweep",
     "point_status": "sweep",
     "run_point": "sweep",
+    "warm_up": "sweep",
     # Time-scales of the Langevin diffusion on potentials with several wells: measured against predicted
     "AutocorrelationPoint": "timescales",
     "AutocorrelationStudy": "timescales",
