@@ -109,7 +109,8 @@ def euler_maruyama(gradient: GradientFn, x0: ArrayLike, temperature: float | Sch
     sqrt_dt = math.sqrt(dt)
     scale = None if schedule or noise_factor is not None else math.sqrt(2.0 * T * dt)
     step = np.empty_like(x)  # dt * grad U(x), reused: no allocation per step
-    work = x  # the state between recorded steps; a recorded step is written straight into its row of out
+    # x is updated in place in its own buffer and copied into out when recorded: stepping inside the rows
+    # of out (fresh pages of a large array) was up to 1.4x slower at 10^4 replicas (issue 15 goal 6)
     k = 0
     while k < n_steps:
         noise = rng.standard_normal((min(block, n_steps - k), *x.shape))
@@ -122,10 +123,10 @@ def euler_maruyama(gradient: GradientFn, x0: ArrayLike, temperature: float | Sch
                 xi = math.sqrt(2.0 * float(schedule(np.asarray(k))) * dt) * xi
             np.multiply(gradient(x), dt, out=step)  # the gradient is used up before x is overwritten
             k += 1
-            target = out[k // record_every] if k % record_every == 0 else work
-            np.subtract(x, step, out=target)
-            target += xi
-            x = target
+            np.subtract(x, step, out=x)
+            x += xi
+            if k % record_every == 0:
+                out[k // record_every] = x
     return out
 
 
