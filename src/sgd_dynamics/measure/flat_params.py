@@ -109,11 +109,14 @@ class ParameterLayout:
             offset += n
         return out
 
-    def flatten(self, tensors: dict[str, Tensor], batch_dims: int = 0) -> Tensor:
-        """Concatenate named tensors (with ``batch_dims`` leading dimensions) into ``(..., m)``."""
+    def flatten(self, tensors: dict[str, Tensor], batch_dims: int = 0, out: Tensor | None = None) -> Tensor:
+        """Concatenate named tensors (with ``batch_dims`` leading dimensions) into ``(..., m)``.
+
+        ``out``: write into this tensor (e.g. a row of a preallocated block) instead of a new one.
+        """
         parts = [tensors[name] for name in self.names]
         lead = parts[0].shape[:batch_dims]
-        return torch.cat([p.reshape(*lead, -1) for p in parts], dim=batch_dims)
+        return torch.cat([p.reshape(*lead, -1) for p in parts], dim=batch_dims, out=out)
 
     def offsets(self) -> dict[str, slice]:
         """The slice of every named tensor in the flat vector."""

@@ -89,8 +89,9 @@ class GradientGraph:
                                            grad_outputs=[parts[names[i]] for i in live],
                                            retain_graph=True, allow_unused=True)
             # Written in place into the output row: a Lanczos step spends one product per call.
-            torch.cat([(torch.zeros_like(leaf) if hv is None else hv).reshape(-1)
-                       for leaf, hv in zip(self.leaves, products, strict=True)], out=out[j])
+            self.layout.flatten({name: torch.zeros_like(leaf) if hv is None else hv
+                                 for name, leaf, hv in zip(names, self.leaves, products, strict=True)},
+                                out=out[j])
         return out
 
 
