@@ -187,11 +187,10 @@ def _extend(basis: NDArray, t: NDArray, j: int, p: int, w: NDArray, beta: float,
     removes rounding; it is repeated when it kept less than ``1/sqrt(2)`` of the norm.
     """
     h = np.zeros(j + 1)
-    lo = 0 if j == p else j - 1
     if j == p:
-        h[:p] = t[:p, p]
+        lo, h[:p] = 0, t[:p, p]
     else:
-        h[j - 1] = beta
+        lo, h[j - 1] = j - 1, beta
     w -= h[lo:j] @ basis[lo:j]
     h[j] = basis[j] @ w
     w -= h[j] * basis[j]
