@@ -93,3 +93,14 @@ def test_validation_names_the_parameter():
         euler_maruyama(double_well, np.zeros(3), 1.0, -1.0, 10, seed=0)
     with pytest.raises(ValueError, match="n_steps"):
         euler_maruyama(double_well, np.zeros(3), 1.0, 0.1, 0, seed=0)
+
+
+def test_long_runs_draw_compiled_noise_with_the_same_bits():
+    # 2^20 draws and more take the compiled normal draws (normal_draws.COMPILED_MIN_DRAWS): the path must
+    # still be the one-draw-per-step loop's, bit for bit, across several noise blocks
+    from sgd_dynamics.simulate.normal_draws import COMPILED_MIN_DRAWS
+
+    x0 = np.linspace(-1.2, 1.2, 1000)
+    n_steps = COMPILED_MIN_DRAWS // x0.size + 3
+    got = euler_maruyama(double_well, x0, 0.3, 1e-3, n_steps, seed=8, record_every=50)
+    assert np.array_equal(got, reference_loop(double_well, x0, 0.3, 1e-3, n_steps, 8, record_every=50))

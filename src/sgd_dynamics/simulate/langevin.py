@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from sgd_dynamics._validation import positive as _positive
+from sgd_dynamics.simulate.normal_draws import COMPILED_MIN_DRAWS, fill_standard_normal
 
 Array = NDArray[np.float64]
 GradientFn = Callable[[Array], Array]
@@ -107,15 +108,16 @@ def euler_maruyama(gradient: GradientFn, x0: ArrayLike, temperature: float | Sch
     # per-step arithmetic, (x - dt g) + c xi, so results are bit-identical to the one-draw-per-step loop.
     block = max(1, min(n_steps, _NOISE_BLOCK_ELEMENTS // max(x.size, 1)))
     sqrt_dt = math.sqrt(dt)
-    scale = None if schedule or noise_factor is not None else math.sqrt(2.0 * T * dt)
+    # c * xi elementwise, as the per-step kick, is drawn scaled; 1.0 * xi is xi exactly
+    scale = 1.0 if schedule or noise_factor is not None else math.sqrt(2.0 * T * dt)
+    compiled = n_steps * x.size >= COMPILED_MIN_DRAWS  # the same draws, sooner for long runs
+    noise_block = np.empty((block, *x.shape))
     step = np.empty_like(x)  # dt * grad U(x), reused: no allocation per step
     # x is updated in place in its own buffer and copied into out when recorded: stepping inside the rows
     # of out (fresh pages of a large array) was up to 1.4x slower at 10^4 replicas (issue 15 goal 6)
     k = 0
     while k < n_steps:
-        noise = rng.standard_normal((min(block, n_steps - k), *x.shape))
-        if scale is not None:
-            noise *= scale  # c * xi elementwise, as the per-step kick
+        noise = fill_standard_normal(rng, noise_block[:min(block, n_steps - k)], scale, compiled=compiled)
         for xi in noise:
             if noise_factor is not None:
                 xi = sqrt_dt * np.einsum("nij,nj->ni", noise_factor(x), xi)
