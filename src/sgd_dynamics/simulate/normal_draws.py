@@ -7,8 +7,8 @@ the benchmark machine its ziggurat costs about 16 ns a draw, three quarters of a
 and the generator's state afterwards are exactly those of ``rng.standard_normal(out.shape)``, for every
 NumPy bit generator (tested bit for bit in ``tests/simulate/test_normal_draws.py``).
 
-Loading the compiled kernel costs a few tenths of a second once per process, so blocks smaller than
-:data:`COMPILED_MIN_DRAWS` in a call that draws fewer than that in all stay with NumPy.
+Loading the compiled kernel costs a few tenths of a second once per process, so a simulation that draws
+fewer than :data:`COMPILED_MIN_DRAWS` numbers in all passes ``compiled=False`` and stays with NumPy.
 """
 
 from __future__ import annotations
