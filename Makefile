@@ -26,10 +26,18 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 # Every benchmark (benchmarks/run_all.py), then one table of issue 15's goals with their measured values
-# (`make bench BENCH_ARGS=--quick`: the smoke modes).
-bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt --no-build-isolation -e '.[bench]'
-	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+# (`make bench BENCH_ARGS=--quick`: the smoke modes). The peers live in their own venv: BackPACK pulls
+# torchvision, whose PyPI wheel is built against the CUDA torch and fails to load beside the CPU build,
+# and Lightning (in the test suite) imports torchvision whenever it is installed.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c constraints.txt pip setuptools wheel
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c constraints.txt --no-build-isolation -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/run_all.py $(BENCH_ARGS)
 
 # The documentation site (Sphinx: API reference, executed example gallery, guides) into docs/_build/html,
 # offline (MathJax is bundled), warnings treated as errors. The gallery runs every example (a few minutes).
@@ -61,5 +69,5 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .venv-latest .venv-lock .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .venv-latest .venv-lock .pytest_cache .hypothesis build src/*.egg-info
 	rm -rf docs/_build docs/api/generated docs/gallery docs/sg_execution_times.rst

@@ -26,15 +26,21 @@ count steps and do nothing else (their history has no rows). ``record_on="all"``
 Neither communicates. Pass the wrapped model or its ``.module``: both have the same parameters in the
 same order.
 
-Cost (``benchmarks/bench_measure.py`` prints the ratios). Per recorded step, one pass over the
-parameters writes ``delta_k = theta_k - theta_{k-1}`` into a preallocated ``(B, m)`` block of rows (no
-per-step allocation of a flat vector) and accumulates both squared displacements; on a CPU with float32/64
-parameters this pass is a numba kernel (sums in float64), elsewhere five torch operations (sums in the
-parameters' dtype). A block is projected with one ``(B, m) @ (m, k)`` product when its ``B`` rows are
-full (``B - 1`` steps and one anchor row, so that the product has a whole number of BLAS register tiles:
-with MKL 65 rows cost 1.14x the time of 64), on a CPU in float32 by oneDNN (:func:`_block_projection`);
-the few numbers per step are moved to the CPU then. Reading :attr:`TrajectoryTracker.history` flushes the
-partial block.
+Cost (``benchmarks/bench_measure.py`` prints the ratios). With directions, on a CPU with float32/64
+parameters, a recorded step only copies ``theta_k`` into a row of a preallocated ``(B, m)`` block (one
+pass with streaming stores, which leave the caches to the training step) and appends to a plan. When
+the block's ``B`` rows are full, a flush turns the rows in place into ``delta_k = theta_k - theta_{k-1}``
+and anchors, accumulating both squared displacements in float64 (one read of each row), and projects
+them with one ``(B, m) @ (m, k)`` product (``B - 1`` steps and one anchor row, so that the product has a
+whole number of BLAS register tiles: with MKL 65 rows cost 1.14x the time of 64), in float32 by oneDNN
+(:func:`_block_projection`); the kernels are in :mod:`sgd_dynamics.measure._tracker_kernels`. Issue 15
+profile (``m = 78858``, float32, one thread, a 1.8-2.0 ms training step): 1.9% of the step in Python,
+1.6% the copy, 9% the flush (increments 56-76 us a row, product 67-90 us a row); a one-pass kernel at
+every step writing ``delta_k`` (the design before) cost 1.15x the plain step where this costs
+1.12-1.14x, in the same runs. Without directions a step runs that one-pass kernel (``delta_k``, both
+squares, ``theta_k`` kept; no rows), and off the CPU five torch operations (sums in the parameters'
+dtype). The few numbers per step are moved to the CPU at a flush. Reading
+:attr:`TrajectoryTracker.history` flushes the partial block.
 
 Velocity from the displacement: with a single learning rate ``eta`` for every parameter group, equal
 when ``theta_{k-1}`` was taken and at step ``k``, PyTorch's update gives ``q.v_k = q.delta_k / eta``, and
@@ -53,7 +59,6 @@ against roughly ``3 S m`` for a training step of batch ``S`` on an MLP (``k / 3S
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,8 +160,8 @@ _NO_GRAD = ("momentum=0 and no parameter has a .grad: call tracker.record() afte
             "before optimizer.zero_grad(), so the velocity can be read")
 
 
-def _compiled_displacement(*args: Any) -> Callable[..., tuple[float, float]]:
-    """The fused kernel compiled for the types of ``args`` (loaded from numba's cache when it is there).
+def _compiled(kernel: Any, *args: Any) -> Callable[..., Any]:
+    """``kernel`` compiled for the types of ``args`` (loaded from numba's cache when it is there).
 
     The tracker's arrays keep their types for its whole life, so it calls this entry point directly: a
     call then skips the dispatcher's type resolution, 13 of the 26 us that a dispatched call takes with
@@ -164,52 +169,17 @@ def _compiled_displacement(*args: Any) -> Callable[..., tuple[float, float]]:
     """
     import numba
 
-    return _fused_displacement().compile(tuple(numba.typeof(a) for a in args))
+    return kernel.compile(tuple(numba.typeof(a) for a in args))
 
 
-@functools.cache
-def _fused_displacement() -> Callable[..., tuple[float, float]]:
-    """A one-pass CPU kernel for the per-step displacements.
+def _kernels() -> Any:
+    """The numba kernels (:mod:`sgd_dynamics.measure._tracker_kernels`), imported on first use.
 
-    ``delta = theta_k - theta_{k-1}`` into ``delta``, ``theta_k`` into ``previous``, and returns
-    ``(||delta||^2, ||theta_k - theta_ref||^2)`` accumulated in float64. Replaces a concatenation, two
-    subtractions and two dot products (five passes over ``m`` numbers) by one. ``reassoc`` lets the
-    float64 sums vectorise; it changes only their rounding, and unlike full fastmath keeps NaN and inf.
-    ``params`` is a tuple of flat arrays: a call unboxes it in half the time of a typed ``List`` (2.4 vs
-    5.3 us warm, 26 vs 46 us with the caches cold after a training step, issue 15 profile), and needs no
-    typed-``List`` compile per process (each tuple length compiles once, into numba's cache).
+    numba is a hard dependency, imported this late so that importing the tracker stays light.
     """
-    import numba  # a hard dependency, imported here so that importing the tracker stays light
+    from sgd_dynamics.measure import _tracker_kernels
 
-    @numba.njit(nogil=True, fastmath={"reassoc"}, cache=True)  # cached: each worker process compiles once
-    def segment(theta, previous, reference, delta):
-        local = 0.0
-        global_ = 0.0
-        for i in range(theta.size):
-            t = theta[i]
-            d = t - previous[i]
-            g = t - reference[i]
-            delta[i] = d
-            previous[i] = t
-            local += np.float64(d) * np.float64(d)
-            global_ += np.float64(g) * np.float64(g)
-        return local, global_
-
-    @numba.njit(nogil=True, cache=True)
-    def displacement(params, previous, reference, delta):
-        local = 0.0
-        global_ = 0.0
-        offset = 0
-        for theta in params:
-            n = theta.size
-            a, b = segment(theta, previous[offset:offset + n], reference[offset:offset + n],
-                           delta[offset:offset + n])
-            local += a
-            global_ += b
-            offset += n
-        return local, global_
-
-    return displacement
+    return _tracker_kernels
 
 
 def _block_projection(directions: Tensor) -> Callable[[Tensor], Tensor]:
@@ -309,13 +279,15 @@ class TrajectoryTracker:
             self._directions = d.to(dtype=dtype, device=device).contiguous()
         self._projection = _block_projection(self._directions)
         self.block_size = block_size
-        # Room for the first step of a block, which takes two rows (its anchor and its delta or buffer).
-        self._capacity = max(block_size, 2) if self._directions.shape[0] else 0
+        # Room for the first step of a block, which takes up to three rows (its predecessor or anchor,
+        # its delta, its buffer).
+        self._capacity = max(block_size, 3) if self._directions.shape[0] else 0
         self._reference = torch.cat(self._flat_params).clone()
         # theta_{k-1} whenever step k is due (theta_k once it is recorded), and the common learning rate
         # read when it was taken:
         self._prev = self._reference.clone()
         self._prev_lr = self._common_lr()
+        self._prev_is_in_block = False
         self._current = torch.empty(m, dtype=dtype, device=device)   # receives theta_k (torch path)
         self._scratch = torch.empty(m, dtype=dtype, device=device)
         self._block = torch.empty(self._capacity, m, dtype=dtype, device=device)
@@ -327,9 +299,18 @@ class TrajectoryTracker:
             self._prev_array, self._reference_array = self._prev.numpy(), self._reference.numpy()
             self._block_array, self._scratch_array = self._block.numpy(), self._scratch.numpy()
             # Block rows and the scratch vector have one type: contiguous 1-d arrays of the dtype.
-            self._fused = _compiled_displacement(self._param_arrays, self._prev_array,
-                                                 self._reference_array, self._scratch_array)
+            self._fused = _compiled(_kernels().fused_displacement, self._param_arrays, self._prev_array,
+                                    self._reference_array, self._scratch_array)
             self._squares_array = np.empty((block_size, 2))
+        if self._rows_of_parameters:
+            # Kept alive by self._flat_params (views of the parameters, as the other paths read them).
+            self._param_addresses = np.array([f.data_ptr() for f in self._flat_params], dtype=np.int64)
+            self._param_sizes = np.array([f.numel() for f in self._flat_params], dtype=np.int64)
+            self._stream = _compiled(_kernels().gather_parameters, self._param_addresses, self._param_sizes,
+                                     self._scratch_array)
+            rows = np.zeros(1, dtype=np.int64)
+            self._increments = _compiled(_kernels().increments_from_rows, self._block_array, rows, rows,
+                                         rows.astype(np.bool_), self._reference_array, self._squares_array)
         self._rows = 0
         self._step = 0
         self._last_recorded = 0
@@ -338,6 +319,15 @@ class TrajectoryTracker:
         self._plan: list[tuple[int, int, int, float]] = []   # per step: delta, position, buffer row; lr
         self._chunks: list[dict[str, NDArray]] = []
         self._snapshots: list[tuple[int, NDArray, NDArray]] = []
+
+    @property
+    def _rows_of_parameters(self) -> bool:
+        """Whether steps are rows of parameters (CPU path with directions).
+
+        A step then only streams ``theta_k`` into a row of the block; the block's deltas, anchors and
+        squares are made at its flush (``_tracker_kernels.increments_from_rows``).
+        """
+        return self._fused is not None and self._capacity > 0
 
     @property
     def reference(self) -> Tensor:
@@ -359,6 +349,7 @@ class TrajectoryTracker:
             self._record(k, loss)
         elif self.schedule(k + 1):
             torch.cat(self._flat_params, out=self._prev)   # theta_{k}, the theta_{k-1} of the next step
+            self._prev_is_in_block = False
             self._prev_lr = self._common_lr()
 
     def _record(self, k: int, loss: float | Tensor | None) -> None:
@@ -368,9 +359,32 @@ class TrajectoryTracker:
         # (a scheduler stepped before or after record() makes one of the two reads the lr of step k).
         derived = lr is not None and lr == self._prev_lr
         chained = len(self._steps) > 0 and self._last_recorded == k - 1
-        if project and self._rows + 1 + (not derived and chained) + (not chained) > self._capacity:
+        if project and self._rows + self._rows_needed(derived, chained) > self._capacity:
             self._flush()   # this step's rows do not fit: it opens the next block (as its anchor)
             chained = False
+        snapshot = self.snapshot_schedule is not None and self.snapshot_schedule(k)
+        if self._rows_of_parameters:
+            rows, snapshots = self._record_parameters(derived, chained, snapshot)
+        else:
+            rows, snapshots = self._record_increment(project, derived, chained, snapshot)
+        if snapshots is not None:
+            self._snapshots.append((k, *snapshots))
+        self._steps.append(k)
+        self._losses.append(loss.detach() if isinstance(loss, Tensor) else loss)
+        self._plan.append((*rows, lr if derived else math.nan))
+        self._prev_lr = lr
+        self._last_recorded = k
+        if len(self._steps) == self.block_size or (project and self._rows == self._capacity):
+            self._flush()
+
+    def _rows_needed(self, derived: bool, chained: bool) -> int:
+        if self._rows_of_parameters:   # theta_k, theta_{k-1} unless the last row has it, the buffer
+            return 1 + (not chained) + (not derived)
+        return 1 + (not derived and chained) + (not chained)   # delta or buffer, anchor, both
+
+    def _record_increment(self, project: bool, derived: bool, chained: bool, snapshot: bool
+                          ) -> tuple[tuple[int, int, int], tuple[NDArray, NDArray] | None]:
+        """A step as projection rows made now: ``delta_k``, an anchor, the buffer (as needed)."""
         s = len(self._steps)
         d_row = p_row = b_row = -1
         if project and not derived:
@@ -378,10 +392,7 @@ class TrajectoryTracker:
             self._velocity_into(self._block[b_row], self._prev)
         else:
             self._check_readable_velocity()
-        snapshot = self.snapshot_schedule is not None and self.snapshot_schedule(k)
-        if snapshot:
-            self._velocity_into(self._scratch, self._prev)
-            velocity_snapshot = -self._scratch.cpu().numpy()
+        velocity = self._velocity_snapshot(self._prev) if snapshot else None
         if project and (derived or chained):
             d_row = self._take_row()
         self._advance(s, d_row)
@@ -389,15 +400,35 @@ class TrajectoryTracker:
         if project and not chained:
             p_row = self._take_row()
             torch.sub(theta, self._reference, out=self._block[p_row])
-        if snapshot:
-            self._snapshots.append((k, theta.cpu().numpy().copy(), velocity_snapshot))
-        self._steps.append(k)
-        self._losses.append(loss.detach() if isinstance(loss, Tensor) else loss)
-        self._plan.append((d_row, p_row, b_row, lr if derived else math.nan))
-        self._prev_lr = lr
-        self._last_recorded = k
-        if len(self._steps) == self.block_size or (project and self._rows == self._capacity):
-            self._flush()
+        return (d_row, p_row, b_row), None if velocity is None else (theta.cpu().numpy().copy(), velocity)
+
+    def _record_parameters(self, derived: bool, chained: bool, snapshot: bool
+                           ) -> tuple[tuple[int, int, int], tuple[NDArray, NDArray] | None]:
+        """A step as rows of parameters: ``theta_k``, ``theta_{k-1}`` and the buffer (as needed).
+
+        The plan's delta row holds ``theta_k`` and its position row (non-consecutive steps and the first
+        of a block) ``theta_{k-1}`` until the flush turns them into ``delta_k`` and the anchor.
+        """
+        p_row = b_row = -1
+        if not chained:
+            p_row = self._take_row()
+            self._block_array[p_row] = self._prev_array
+        if derived:
+            self._check_readable_velocity()
+        if not derived or snapshot:   # these read theta_{k-1}
+            previous = self._block[self._plan[-1][0] if chained else p_row]
+            if not derived:
+                b_row = self._take_row()
+                self._velocity_into(self._block[b_row], previous)
+            velocity = self._velocity_snapshot(previous) if snapshot else None
+        d_row = self._take_row()
+        self._stream(self._param_addresses, self._param_sizes, self._block_array[d_row])
+        self._prev_is_in_block = True   # self._prev now lags: theta_k is in row d_row only
+        return (d_row, p_row, b_row), (self._block_array[d_row].copy(), velocity) if snapshot else None
+
+    def _velocity_snapshot(self, previous: Tensor) -> NDArray:
+        self._velocity_into(self._scratch, previous)
+        return -self._scratch.cpu().numpy()
 
     def _take_row(self) -> int:
         self._rows += 1
@@ -472,6 +503,8 @@ class TrajectoryTracker:
         k = self._directions.shape[0]
         position = np.zeros((n, k))
         velocity = np.zeros((n, k))
+        if self._rows_of_parameters:
+            self._increments_in_place(n)
         if self._rows:
             rows = self._projection(self._block[:self._rows])
             # Row index -1 (no such row) reads the appended zeros.
@@ -501,6 +534,18 @@ class TrajectoryTracker:
         self._rows, self._steps, self._losses, self._plan = 0, [], [], []
         if self._on_flush is not None:
             self._on_flush({key: value.copy() for key, value in self._chunks[-1].items()})
+
+    def _increments_in_place(self, n: int) -> None:
+        """Rows of parameters into deltas and anchors, and the squares (:meth:`_record_parameters`)."""
+        plan = np.array([row[:2] for row in self._plan], dtype=np.int64).reshape(n, 2)
+        theta_rows, anchor_rows = plan[:, 0].copy(), plan[:, 1]
+        anchors = anchor_rows >= 0
+        predecessor_rows = np.where(anchors, anchor_rows, np.roll(theta_rows, 1))
+        if self._prev_is_in_block:   # theta of the last recorded step, still the latest: keep it
+            self._prev_array[:] = self._block_array[theta_rows[-1]]
+            self._prev_is_in_block = False
+        self._increments(self._block_array, theta_rows, predecessor_rows, anchors, self._reference_array,
+                         self._squares_array)
 
     def flush(self) -> None:
         """Project the partial block now (as reading :attr:`history` does), calling ``on_flush``."""

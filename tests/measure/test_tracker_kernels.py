@@ -1,0 +1,101 @@
+"""The tracker's CPU kernels against plain NumPy: the streamed gather of the parameters into a block row,
+and the flush-time conversion of rows of parameters into increments, anchors and squared displacements."""
+
+from __future__ import annotations
+
+import platform
+import re
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from sgd_dynamics.measure import _tracker_kernels
+from sgd_dynamics.measure._tracker_kernels import gather_parameters, increments_from_rows
+from sgd_dynamics.measure.tracker import TrajectoryTracker
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sizes", [(10240, 256, 65536, 3, 2560, 10), (1,), (15, 0, 17), (64,)])
+def test_gather_parameters_equals_concatenation_at_every_alignment(dtype, sizes):
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(n, generator=g, dtype=dtype) for n in sizes]
+    addresses = np.array([t.data_ptr() for t in tensors], dtype=np.int64)
+    counts = np.array(sizes, dtype=np.int64)
+    total = int(counts.sum())
+    expected = torch.cat(tensors).numpy()
+    out = np.full(total + 40, np.nan, dtype=expected.dtype)
+    # Offsets 0..16 elements cover every start of the destination relative to a 64-byte line.
+    for offset in range(17):
+        out[:] = np.nan
+        gather_parameters(addresses, counts, out[offset:offset + total])
+        np.testing.assert_array_equal(out[offset:offset + total], expected)
+        assert np.isnan(out[:offset]).all() and np.isnan(out[offset + total:]).all()   # nothing outside
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 streaming-store mnemonics")
+def test_gather_parameters_compiles_to_streaming_stores():
+    # A fresh compile of the copy loop (a function loaded from numba's disk cache has no assembly text).
+    copy = numba.njit(_tracker_kernels._stream_copy.py_func)
+    copy(np.zeros(64, dtype=np.float32), np.zeros(64, dtype=np.float32))
+    assembly = copy.inspect_asm(copy.signatures[0])
+    assert re.search(r"\bv?movnt", assembly), "the vector stores are not non-temporal"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_increments_from_rows_against_numpy(dtype):
+    rng = np.random.default_rng(1)
+    m = 1001
+    # Steps 0-2 consecutive (0 an anchor after its predecessor row 0), step 3 non-consecutive (anchor
+    # with predecessor row 5), step 4 consecutive to step 3: theta rows 1, 2, 3, 6, 4.
+    theta_rows = np.array([1, 2, 3, 6, 4], dtype=np.int64)
+    predecessor_rows = np.array([0, 1, 2, 5, 6], dtype=np.int64)
+    anchors = np.array([True, False, False, True, False])
+    block = rng.standard_normal((8, m)).astype(dtype)
+    reference = rng.standard_normal(m).astype(dtype)
+    before = block.copy()
+    squares = np.full((8, 2), np.nan)
+    increments_from_rows(block, theta_rows, predecessor_rows, anchors, reference, squares)
+    for s, (t, p) in enumerate(zip(theta_rows, predecessor_rows, strict=True)):
+        delta = before[t] - before[p]
+        np.testing.assert_array_equal(block[t], delta)
+        if anchors[s]:
+            np.testing.assert_array_equal(block[p], before[t] - reference)
+        d64, g64 = delta.astype(np.float64), (before[t] - reference).astype(np.float64)
+        np.testing.assert_allclose(squares[s], [d64 @ d64, g64 @ g64], rtol=1e-13)
+    np.testing.assert_array_equal(block[7], before[7])   # rows no step names are left alone
+    assert np.isnan(squares[5:]).all()
+
+
+@pytest.mark.parametrize("read_at", [(3,), (4,), (5,), (4, 5, 6)])
+def test_history_reads_between_strided_steps_keep_the_predecessor(read_at):
+    # Stride 2 and block_size 3: a read of history after a recorded step, after the unrecorded step
+    # that captured theta_{k-1}, or both, must not replace the predecessor of the next recorded step.
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    m = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    directions = torch.from_numpy(np.random.default_rng(2).standard_normal((2, m)))
+    tracker = TrajectoryTracker(model, opt, directions, schedule=2, block_size=3)
+    g = torch.Generator().manual_seed(2)
+    thetas = [torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()]
+    for k in range(1, 10):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.randn(8, 4, generator=g, dtype=torch.float64)),
+                                          torch.randint(0, 2, (8,), generator=g)).backward()
+        opt.step()
+        tracker.record()
+        thetas.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy())
+        if k in read_at:
+            tracker.history  # noqa: B018 - reading flushes the partial block
+    h = tracker.history
+    thetas = np.array(thetas)
+    steps = np.arange(1, 10, 2)
+    delta = thetas[steps] - thetas[steps - 1]
+    np.testing.assert_array_equal(h["step"], steps)
+    np.testing.assert_allclose(h["local_sq_displacement"], np.sum(delta**2, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(h["velocity_projection"], delta / 0.1 @ directions.numpy().T,
+                               rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(h["position_projection"], (thetas[steps] - thetas[0]) @ directions.numpy().T,
+                               rtol=1e-9, atol=1e-14)
