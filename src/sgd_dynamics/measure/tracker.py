@@ -218,7 +218,9 @@ class TrajectoryTracker:
 
     Parameters
     ----------
-    model : the trained ``nn.Module``; the reference point ``theta_ref`` is its parameters now.
+    model : the trained ``nn.Module``; the reference point ``theta_ref`` is its parameters now. The
+        tracker reads the parameters' storage as it is now: build it after moving or casting the model
+        (``.to(...)``), and do not rebind ``p.data`` afterwards (in-place updates are fine).
     optimizer : its ``torch.optim.SGD`` (momentum and weight decay allowed; dampening 0, no Nesterov).
     directions : ``(k, m)`` rows ``q_i`` (e.g. ``hessian_eigenpairs(...).eigenvectors.T``) or ``None``.
         Projections are plain inner products, so orthonormal rows give coordinates.
