@@ -505,14 +505,14 @@ class TrajectoryTracker:
         k = self._directions.shape[0]
         position = np.zeros((n, k))
         velocity = np.zeros((n, k))
+        plan = np.array(self._plan, dtype=np.float64).reshape(n, 4)
+        d_row, p_row, b_row = (plan[:, i].astype(np.int64) for i in range(3))
         if self._rows_of_parameters:
-            self._increments_in_place(n)
+            self._increments_in_place(d_row, p_row)
         if self._rows:
             rows = self._projection(self._block[:self._rows])
             # Row index -1 (no such row) reads the appended zeros.
             rows = np.concatenate([rows.cpu().numpy().astype(np.float64), np.zeros((1, k))])
-            plan = np.array(self._plan, dtype=np.float64).reshape(n, 4)
-            d_row, p_row, b_row = (plan[:, i].astype(np.int64) for i in range(3))
             lr = plan[:, 3]
             delta = rows[d_row]
             anchor = p_row >= 0   # the first step of a block always is one
@@ -537,10 +537,11 @@ class TrajectoryTracker:
         if self._on_flush is not None:
             self._on_flush({key: value.copy() for key, value in self._chunks[-1].items()})
 
-    def _increments_in_place(self, n: int) -> None:
-        """Rows of parameters into deltas and anchors, and the squares (:meth:`_record_parameters`)."""
-        plan = np.array([row[:2] for row in self._plan], dtype=np.int64).reshape(n, 2)
-        theta_rows, anchor_rows = plan[:, 0].copy(), plan[:, 1]
+    def _increments_in_place(self, theta_rows: NDArray[np.int64], anchor_rows: NDArray[np.int64]) -> None:
+        """Rows of parameters into deltas and anchors, and the squares (:meth:`_record_parameters`).
+
+        ``theta_rows`` and ``anchor_rows`` are the plan's delta and position rows of the block's steps.
+        """
         anchors = anchor_rows >= 0
         predecessor_rows = np.where(anchors, anchor_rows, np.roll(theta_rows, 1))
         if self._prev_is_in_block:   # theta of the last recorded step, still the latest: keep it
