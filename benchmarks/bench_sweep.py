@@ -73,9 +73,12 @@ def sweep(config: StudyConfig, setup, theta_star, directions, points) -> tuple[f
         return started - start, wall, [read_arrays(d / "result.h5") for d in dirs]
 
 
-def sweep_at_commit(commit: str, theta_star: dict, directions: np.ndarray, count: int
+def sweep_at_commit(commit: str, theta_star: dict, directions: np.ndarray, points: list
                     ) -> tuple[float, list[dict]] | str:
-    """Wall time and arrays of the sweep of ``commit``'s code (``sweep_at_commit.py``), or why not."""
+    """Wall time and arrays of the sweep of ``commit``'s code (``sweep_at_commit.py``), or why not.
+
+    The child makes the points with that commit's ``sweep_points``: they must be ``points``, field by field.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp)
         archive = subprocess.run(["git", "-C", str(REPOSITORY), "archive", commit, "src"],
@@ -88,12 +91,16 @@ def sweep_at_commit(commit: str, theta_star: dict, directions: np.ndarray, count
         env = {**os.environ, "PYTHONPATH": str(tree / "src")}
         child = subprocess.run([sys.executable, str(Path(__file__).with_name("sweep_at_commit.py")),
                                 str(tree / "theta.pt"), str(tree / "directions.npy"), str(tree / "run"),
-                                str(count)], env=env, capture_output=True, text=True, cwd=tmp)
+                                str(len(points))], env=env, capture_output=True, text=True, cwd=tmp)
         if child.returncode != 0:
             return f"the sweep of commit {commit} failed: {child.stderr.strip().splitlines()[-1:]}"
         record = json.loads(child.stdout.strip().splitlines()[-1])
         if not record["module"].startswith(str(tree)):
             return f"the child imported {record['module']}, not commit {commit}'s tree"
+        for then, now in zip(record["fields"], map(dataclasses.asdict, points), strict=True):
+            differ = {key: (then[key], now[key]) for key in then.keys() & now.keys() if then[key] != now[key]}
+            if differ:   # fields added since (the noise estimator's) are not compared
+                return f"commit {commit}'s sweep has other points: (then, now) {differ}"
         return record["seconds"], [read_arrays(Path(d) / "result.h5") for d in record["points"]]
 
 
@@ -114,9 +121,9 @@ def main() -> None:
     m = sum(p.numel() for p in model.parameters())
     directions = np.linalg.qr(np.random.default_rng(0).standard_normal((m, after_config.num_eigenpairs)))[0]
     points = sweep_points(after_config)[: 6 if args.quick else None]
+    old = sweep_at_commit(BEFORE_COMMIT, model.state_dict(), directions, points)
     # one-off imports (torch._dynamo by the first optimizer, numba's first compile by the first tracker)
     # that the demo pays in its earlier stages, before the sweep
-    old = sweep_at_commit(BEFORE_COMMIT, model.state_dict(), directions, len(points))
     sweep(before_config, setup, model.state_dict(), directions, points[:1])
     _, t_same, same = sweep(before_config, setup, model.state_dict(), directions, points)
     startup, t_after, after = sweep(after_config, setup, model.state_dict(), directions, points)

@@ -5,13 +5,14 @@ process, so the sweep that is timed is that commit's code, on today's configurat
 directions (passed as files). It uses only names that existed then (``StudyConfig.demo``, ``prepare``,
 ``sweep_points``, ``run_sweep``), runs the points in this process on ``config.threads`` torch threads, as
 the demo did then, after one untimed warm-up point (imports, numba's first compile), and prints one JSON
-line: the sweep's wall time and the directory of each point's ``result.h5``.
+line: the sweep's wall time, the directory of each point's ``result.h5`` and each point's fields.
 
     PYTHONPATH=<old tree>/src python benchmarks/sweep_at_commit.py THETA.pt DIRECTIONS.npy OUT POINTS
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -39,6 +40,7 @@ def main() -> None:
                      points=points)
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "points": [str(d) for d in dirs],
+                      "fields": [dataclasses.asdict(p) for p in points],
                       "module": str(Path(sys.modules["sgd_dynamics"].__file__).parent)}))
 
 
