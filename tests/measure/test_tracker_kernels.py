@@ -135,14 +135,21 @@ def _tracked_history(kind, dtype, block_size, schedule, two_groups, momentum, ro
 @pytest.mark.parametrize(("block_size", "schedule"), [(1, None), (3, 3), (7, LogSchedule(4))])
 @pytest.mark.parametrize(("two_groups", "momentum"), [(False, 0.9), (True, 0.0)])
 def test_rows_of_parameters_equal_the_torch_path(kind, dtype, block_size, schedule, two_groups, momentum):
-    # The same projected rows (deltas, anchors, buffers) by two routes: projections and snapshots agree
-    # to the bit; the squares differ by their summation (float64 in numba, the dtype's own in torch).
+    # The same projected rows (deltas, anchors, buffers) by two routes: steps, losses and snapshots agree
+    # to the bit; the squares differ by their summation (float64 in numba, the dtype's own in torch), the
+    # projections by the product's: the two routes place the rows differently in their blocks, and a BLAS
+    # may block (and round) a product by its shape and alignment (MKL on AMD EPYC differs by 1e-13 relative).
     rows = _tracked_history(kind, dtype, block_size, schedule, two_groups, momentum, True)
     portable = _tracked_history(kind, dtype, block_size, schedule, two_groups, momentum, False)
     assert rows.keys() == portable.keys()
     rtol = 1e-6 if dtype == torch.float32 else 1e-14
+    product_tol = 1e-5 if dtype == torch.float32 else 1e-12
     for key, value in rows.items():
         if key.endswith("sq_displacement"):
             np.testing.assert_allclose(value, portable[key], rtol=rtol, err_msg=key)
+        elif key.endswith("_projection"):
+            scale = float(np.max(np.abs(portable[key]), initial=0.0))
+            np.testing.assert_allclose(value, portable[key], rtol=product_tol, atol=product_tol * scale,
+                                       err_msg=key)
         else:
             np.testing.assert_array_equal(value, portable[key], err_msg=key)
