@@ -1,5 +1,6 @@
 """The tracker's CPU kernels against plain NumPy: the streamed gather of the parameters into a block row,
-and the flush-time conversion of rows of parameters into increments, anchors and squared displacements."""
+and the flush-time projection of rows of parameters as increments, anchors and buffers with the squared
+displacements (against float64 products of the same rows)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import pytest
 import torch
 
 from sgd_dynamics.measure import LogSchedule, _tracker_kernels
-from sgd_dynamics.measure._tracker_kernels import gather_parameters, increments_from_rows
+from sgd_dynamics.measure._tracker_kernels import (
+    CHUNK,
+    TILE_ROWS,
+    gather_parameters,
+    increments_from_rows,
+    pack_directions,
+    project_increments,
+)
 from sgd_dynamics.measure.tracker import TrajectoryTracker
 
 
@@ -44,6 +52,59 @@ def test_gather_parameters_compiles_to_streaming_stores():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 7, 8, 16, 17, 30, 33])
+@pytest.mark.parametrize("m", [5, CHUNK, 2 * CHUNK + 301])
+def test_project_increments_against_numpy(dtype, k, m):
+    # Steps 0-2 consecutive (0 an anchor after its predecessor row 0), step 3 non-consecutive (anchor with
+    # predecessor row 5), step 4 consecutive to step 3, and a buffer row 7: rows 0-7 of 9 (8 is no row
+    # of the plan, filled with NaN, and the tile padding beyond 8 rows holds whatever it holds). k covers
+    # one and two vectors per tile, partial tiles and several tiles; m a part of a chunk, one, several.
+    rng = np.random.default_rng(k * 10_000 + m)
+    theta_rows = np.array([1, 2, 3, 6, 4], dtype=np.int64)
+    predecessor_rows = np.array([0, 1, 2, 5, 6], dtype=np.int64)
+    anchors = np.array([True, False, False, True, False])
+    buffer_rows = np.array([7], dtype=np.int64)
+    block = (rng.standard_normal(m) + 1e-3 * rng.standard_normal((9, m))).astype(dtype)
+    block[8] = np.nan
+    reference = rng.standard_normal(m).astype(dtype)
+    directions = rng.standard_normal((k, m)).astype(dtype)
+    before = block.copy()
+    packed, tiles, width = pack_directions(directions)
+    assert width >= k and np.all(tiles[:, 2] < width)
+    tiled = -(-8 // TILE_ROWS) * TILE_ROWS
+    chunk = np.full((tiled, CHUNK), 7.0, dtype=dtype)
+    out = np.full((tiled, width), np.nan)
+    squares = np.full((6, 2), np.nan)
+    project_increments(block, theta_rows, predecessor_rows, anchors, buffer_rows, 8, reference, packed, tiles,
+                       0, m, chunk, out, squares)
+    np.testing.assert_array_equal(block[:8], before[:8])   # the block is read, never written
+    b = before.astype(np.float64)
+    rows = np.zeros((8, m))
+    for s, (t, p) in enumerate(zip(theta_rows, predecessor_rows, strict=True)):
+        rows[t] = (before[t] - before[p]).astype(np.float64)   # the difference is made in the dtype
+        if anchors[s]:
+            rows[p] = (before[t] - reference).astype(np.float64)
+        d, g = rows[t], (before[t] - reference).astype(np.float64)
+        rtol = 1e-13 if dtype == np.float64 else 2e-6
+        np.testing.assert_allclose(squares[s], [d @ d, g @ g], rtol=rtol)
+    rows[7] = b[7]
+    q = directions.astype(np.float64)
+    # A sum of m products in the dtype is within m eps sum |q r| of the exact one.
+    bound = m * np.finfo(dtype).eps * (np.abs(rows) @ np.abs(q).T)
+    np.testing.assert_array_less(np.abs(out[:8, :k] - rows @ q.T), bound + 1e-300)
+    np.testing.assert_array_equal(out[:8, k:], 0.0)   # zero-padded directions
+    assert np.isnan(squares[5:]).all()
+    # Two column parts add up to the whole.
+    split = min(m, CHUNK)
+    parts = [(np.zeros_like(out), np.zeros_like(squares)) for _ in range(2)]
+    for (o, q2), (a, b_) in zip(parts, [(0, split), (split, m)], strict=True):
+        project_increments(block, theta_rows, predecessor_rows, anchors, buffer_rows, 8, reference, packed,
+                           tiles, a, b_, chunk, o, q2)
+    np.testing.assert_allclose(parts[0][0] + parts[1][0], out, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose((parts[0][1] + parts[1][1])[:5], squares[:5], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_increments_from_rows_against_numpy(dtype):
     rng = np.random.default_rng(1)
     m = 1001
@@ -66,6 +127,7 @@ def test_increments_from_rows_against_numpy(dtype):
         np.testing.assert_allclose(squares[s], [d64 @ d64, g64 @ g64], rtol=1e-13)
     np.testing.assert_array_equal(block[7], before[7])   # rows no step names are left alone
     assert np.isnan(squares[5:]).all()
+
 
 
 @pytest.mark.parametrize("read_at", [(3,), (4,), (5,), (4, 5, 6)])
@@ -134,12 +196,20 @@ def _tracked_history(kind, dtype, block_size, schedule, two_groups, momentum, ro
 @pytest.mark.parametrize(("kind", "dtype"), [("mlp", torch.float32), ("conv", torch.float64)])
 @pytest.mark.parametrize(("block_size", "schedule"), [(1, None), (3, 3), (7, LogSchedule(4))])
 @pytest.mark.parametrize(("two_groups", "momentum"), [(False, 0.9), (True, 0.0)])
-def test_rows_of_parameters_equal_the_torch_path(kind, dtype, block_size, schedule, two_groups, momentum):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_of_parameters_equal_the_torch_path(kind, dtype, block_size, schedule, two_groups, momentum,
+                                                 threads):
     # The same projected rows (deltas, anchors, buffers) by two routes: steps, losses and snapshots agree
-    # to the bit; the squares differ by their summation (float64 in numba, the dtype's own in torch), the
-    # projections by the product's: the two routes place the rows differently in their blocks, and a BLAS
-    # may block (and round) a product by its shape and alignment (MKL on AMD EPYC differs by 1e-13 relative).
-    rows = _tracked_history(kind, dtype, block_size, schedule, two_groups, momentum, True)
+    # to the bit; the squares differ by their summation (numba's chunks, torch's own), the projections by
+    # the product's: the two routes place the rows differently in their blocks, and a BLAS may block (and
+    # round) a product by its shape and alignment (MKL on AMD EPYC differs by 1e-13 relative). At one
+    # thread the rows of parameters take the tile kernel, at two the in-place increments and torch's product.
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rows = _tracked_history(kind, dtype, block_size, schedule, two_groups, momentum, True)
+    finally:
+        torch.set_num_threads(before)
     portable = _tracked_history(kind, dtype, block_size, schedule, two_groups, momentum, False)
     assert rows.keys() == portable.keys()
     rtol = 1e-6 if dtype == torch.float32 else 1e-14

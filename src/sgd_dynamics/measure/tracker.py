@@ -29,17 +29,18 @@ same order.
 Cost (``benchmarks/bench_measure.py`` prints the ratios). With directions, on a CPU with float32/64
 parameters, a recorded step only copies ``theta_k`` into a row of a preallocated ``(B, m)`` block (one
 pass with streaming stores, which leave the caches to the training step) and appends to a plan. When
-the block's ``B`` rows are full, a flush turns the rows in place into ``delta_k = theta_k - theta_{k-1}``
-and anchors, accumulating both squared displacements in float64 (one read of each row), and projects
-them with one ``(B, m) @ (m, k)`` product (``B - 1`` steps and one anchor row, so that the product has a
-whole number of BLAS register tiles: with MKL 65 rows cost 1.14x the time of 64), in float32 by oneDNN
-(:func:`_block_projection`); the kernels are in :mod:`sgd_dynamics.measure._tracker_kernels`. Issue 15
-profile (``m = 78858``, float32, one thread, a 1.8-2.0 ms training step): 1.9% of the step in Python,
-1.6% the copy, 9% the flush (increments 56-76 us a row, product 67-90 us a row); a one-pass kernel at
-every step writing ``delta_k`` (the design before) cost 1.15x the plain step where this costs
-1.12-1.14x, in the same runs. Without directions a step runs that one-pass kernel (``delta_k``, both
-squares, ``theta_k`` kept; no rows), and off the CPU five torch operations (sums in the parameters'
-dtype). The few numbers per step are moved to the CPU at a flush. Reading
+the block's ``B`` rows are full, a flush projects ``delta_k = theta_k - theta_{k-1}`` and the anchors and
+accumulates both squared displacements. At one torch thread one kernel does all of it, column chunk by
+column chunk: the chunk's increments into a scratch, then a register-tiled product of the scratch with
+the directions, packed once in column tiles (``_tracker_kernels.project_increments``): each row is read
+from memory once, nothing is written back. With more torch threads the rows are turned into increments
+in place and projected by one ``(B, m) @ (m, k)`` product in torch's thread pool, in float32 by oneDNN
+(:func:`_block_projection`); a thread of the tracker's own would compete with the pool's spinning
+workers. Issue 15 profile (``m = 78858``, k = 30, float32, a 1.8-2.0 ms training step, AMD EPYC): at one
+thread the flush costs 97-105 us a row (the in-place increments and the BLAS product it replaced: 44 +
+103 us), the copy 22-26 us, Python a few us; 1.077x the plain step. Without directions a step runs a
+one-pass kernel (``delta_k``, both squares, ``theta_k`` kept; no rows), and off the CPU five torch
+operations (sums in the parameters' dtype). The few numbers per step are moved to the CPU at a flush. Reading
 :attr:`TrajectoryTracker.history` flushes the partial block.
 
 Velocity from the displacement: with a single learning rate ``eta`` for every parameter group, equal
@@ -310,8 +311,18 @@ class TrajectoryTracker:
             self._param_sizes = np.array([f.numel() for f in self._flat_params], dtype=np.int64)
             self._stream = _compiled(_kernels().gather_parameters, self._param_addresses, self._param_sizes,
                                      self._scratch_array)
+            kernels = _kernels()
+            # The directions twice: as given (the torch route) and packed in column tiles (k m numbers).
+            self._packed, self._tiles, width = kernels.pack_directions(self._directions.numpy())
+            tiled = -(-self._capacity // kernels.TILE_ROWS) * kernels.TILE_ROWS
+            self._chunk = np.zeros((tiled, kernels.CHUNK), dtype=self._numpy_dtype)
+            self._projected = np.zeros((tiled, width))
             rows = np.zeros(1, dtype=np.int64)
-            self._increments = _compiled(_kernels().increments_from_rows, self._block_array, rows, rows,
+            self._project_increments = _compiled(
+                kernels.project_increments, self._block_array, rows, rows, rows.astype(np.bool_), rows, 0,
+                self._reference_array, self._packed, self._tiles, 0, 1, self._chunk, self._projected,
+                self._squares_array)
+            self._increments = _compiled(kernels.increments_from_rows, self._block_array, rows, rows,
                                          rows.astype(np.bool_), self._reference_array, self._squares_array)
         self._rows = 0
         self._step = 0
@@ -327,7 +338,7 @@ class TrajectoryTracker:
         """Whether steps are rows of parameters (CPU path with directions).
 
         A step then only streams ``theta_k`` into a row of the block; the block's deltas, anchors and
-        squares are made at its flush (``_tracker_kernels.increments_from_rows``).
+        squares are made and projected at its flush (``_tracker_kernels.project_increments``).
         """
         return self._fused is not None and self._capacity > 0
 
@@ -507,12 +518,13 @@ class TrajectoryTracker:
         velocity = np.zeros((n, k))
         plan = np.array(self._plan, dtype=np.float64).reshape(n, 4)
         d_row, p_row, b_row = (plan[:, i].astype(np.int64) for i in range(3))
-        if self._rows_of_parameters:
-            self._increments_in_place(d_row, p_row)
         if self._rows:
-            rows = self._projection(self._block[:self._rows])
+            if self._rows_of_parameters:
+                rows = self._project_rows_of_parameters(d_row, p_row, b_row)
+            else:
+                rows = self._projection(self._block[:self._rows]).cpu().numpy().astype(np.float64)
             # Row index -1 (no such row) reads the appended zeros.
-            rows = np.concatenate([rows.cpu().numpy().astype(np.float64), np.zeros((1, k))])
+            rows = np.concatenate([rows, np.zeros((1, k))])
             lr = plan[:, 3]
             delta = rows[d_row]
             anchor = p_row >= 0   # the first step of a block always is one
@@ -537,18 +549,31 @@ class TrajectoryTracker:
         if self._on_flush is not None:
             self._on_flush({key: value.copy() for key, value in self._chunks[-1].items()})
 
-    def _increments_in_place(self, theta_rows: NDArray[np.int64], anchor_rows: NDArray[np.int64]) -> None:
-        """Rows of parameters into deltas and anchors, and the squares (:meth:`_record_parameters`).
+    def _project_rows_of_parameters(self, theta_rows: NDArray[np.int64], anchor_rows: NDArray[np.int64],
+                                    buffer_rows: NDArray[np.int64]) -> NDArray[np.float64]:
+        """The ``(rows, k)`` projections of a block of rows of parameters, and the squares.
 
-        ``theta_rows`` and ``anchor_rows`` are the plan's delta and position rows of the block's steps.
+        The rows (:meth:`_record_parameters`) are projected as deltas, anchors and buffers;
+        ``theta_rows``, ``anchor_rows``, ``buffer_rows`` are the plan's delta, position and buffer rows of
+        the block's steps (-1: none).
         """
         anchors = anchor_rows >= 0
         predecessor_rows = np.where(anchors, anchor_rows, np.roll(theta_rows, 1))
         if self._prev_is_in_block:   # theta of the last recorded step, still the latest: keep it
             self._prev_array[:] = self._block_array[theta_rows[-1]]
             self._prev_is_in_block = False
-        self._increments(self._block_array, theta_rows, predecessor_rows, anchors, self._reference_array,
-                         self._squares_array)
+        if torch.get_num_threads() > 1:
+            # Increments in place, then the product in torch's thread pool: a thread of our own for half
+            # the kernel's columns competes with the pool's workers, which spin for milliseconds after
+            # the training step's last op (issue 15, 2 threads: 1.109x the plain step vs 1.085x).
+            self._increments(self._block_array, theta_rows, predecessor_rows, anchors, self._reference_array,
+                             self._squares_array)
+            return self._projection(self._block[:self._rows]).numpy().astype(np.float64)
+        self._project_increments(self._block_array, theta_rows, predecessor_rows, anchors,
+                                 buffer_rows[buffer_rows >= 0], self._rows, self._reference_array,
+                                 self._packed, self._tiles, 0, self.layout.dim, self._chunk, self._projected,
+                                 self._squares_array)
+        return self._projected[:self._rows, :self._directions.shape[0]]
 
     def flush(self) -> None:
         """Project the partial block now (as reading :attr:`history` does), calling ``on_flush``."""
