@@ -565,7 +565,8 @@ class TrajectoryTracker:
         if torch.get_num_threads() > 1:
             # Increments in place, then the product in torch's thread pool: a thread of our own for half
             # the kernel's columns competes with the pool's workers, which spin for milliseconds after
-            # the training step's last op (issue 15, 2 threads: 1.109x the plain step vs 1.085x).
+            # the training step's last op (issue 15, k = 30, 2 threads: 1.08-1.10x the plain step this
+            # way, 1.109x with the columns split over a thread of ours, 1.113x with the kernel on one).
             self._increments(self._block_array, theta_rows, predecessor_rows, anchors, self._reference_array,
                              self._squares_array)
             return self._projection(self._block[:self._rows]).numpy().astype(np.float64)
