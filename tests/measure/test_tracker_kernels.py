@@ -54,7 +54,8 @@ def test_gather_parameters_compiles_to_streaming_stores():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 7, 8, 16, 17, 30, 33])
 @pytest.mark.parametrize("m", [5, CHUNK, 2 * CHUNK + 301])
-def test_project_increments_against_numpy(dtype, k, m):
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_project_increments_against_numpy(dtype, k, m, vector_bytes):
     # Steps 0-2 consecutive (0 an anchor after its predecessor row 0), step 3 non-consecutive (anchor with
     # predecessor row 5), step 4 consecutive to step 3, and a buffer row 7: rows 0-7 of 9 (8 is no row
     # of the plan, filled with NaN, and the tile padding beyond 8 rows holds whatever it holds). k covers
@@ -69,8 +70,10 @@ def test_project_increments_against_numpy(dtype, k, m):
     reference = rng.standard_normal(m).astype(dtype)
     directions = rng.standard_normal((k, m)).astype(dtype)
     before = block.copy()
-    packed, tiles, width = pack_directions(directions)
+    packed, tiles, width = pack_directions(directions, vector_bytes)   # both widths on any x86 CPU: LLVM
+    # splits 64-byte vectors where there is no AVX-512
     assert width >= k and np.all(tiles[:, 2] < width)
+    assert np.all(tiles[:, 3] * directions.itemsize == vector_bytes)
     tiled = -(-8 // TILE_ROWS) * TILE_ROWS
     chunk = np.full((tiled, CHUNK), 7.0, dtype=dtype)
     out = np.full((tiled, width), np.nan)
@@ -223,3 +226,8 @@ def test_rows_of_parameters_equal_the_torch_path(kind, dtype, block_size, schedu
                                        err_msg=key)
         else:
             np.testing.assert_array_equal(value, portable[key], err_msg=key)
+
+
+def test_pack_directions_rejects_other_vector_widths():
+    with pytest.raises(ValueError, match=r"vector_bytes=16 is invalid: expected 32 or 64"):
+        pack_directions(np.ones((3, 10)), 16)

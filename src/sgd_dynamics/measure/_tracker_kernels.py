@@ -166,26 +166,43 @@ def increments_from_rows(block, theta_rows, predecessor_rows, anchors, reference
         squares[s, 1] = global_
 
 
+def _vector_bytes():
+    """64 where numba compiles for AVX-512F (32 registers of 64 bytes), else 32 (16 AVX2 registers).
+
+    A 64-byte tile on an AVX2 CPU would be split into twice the registers the CPU has and spill.
+    ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` are honoured as numba honours them.
+    """
+    if numba.config.CPU_FEATURES is not None:
+        return 64 if "+avx512f" in numba.config.CPU_FEATURES.split(",") else 32
+    if numba.config.CPU_NAME is not None:   # a named target (e.g. generic, for portable caches)
+        return 32
+    from llvmlite import binding
+    return 64 if binding.get_host_cpu_features().get("avx512f", False) else 32
+
+
 # Rows of a tile of the flush-time product, and its width in vectors of _PRODUCT_BYTES (a tile of two is
-# 16 float32 or 8 float64 directions): 6 x 2 accumulators, 2 direction vectors and a broadcast fill 15 of
-# the 16 AVX2 registers (3 rows x 4 vectors spilled one accumulator through the stack at every column).
+# 16 float32 or 8 float64 directions with AVX2, 32 or 16 with AVX-512): 6 x 2 accumulators, 2 direction
+# vectors and a broadcast fill 15 of the 16 AVX2 registers (3 rows x 4 vectors spilled one accumulator
+# through the stack at every column). With AVX-512 (issue 15, Sapphire Rapids, k = 30, float32) the
+# flush costs 83 us a row against 107 us with 32-byte vectors: one tile of 32 directions instead of two
+# of 16 reads each row of the chunk once, with half the broadcasts per multiply-add.
 TILE_ROWS = 6
 _TILE_VECTORS = 2
-_PRODUCT_BYTES = 32
+_PRODUCT_BYTES = _vector_bytes()
 # Columns per chunk of the flush: the increments of a chunk are made for every row, then projected while
 # they are still in the caches (issue 15 profile, k = 30: 97 us a row at 1024 or 2048, 115 at 256).
 CHUNK = 1024
 
 
-def _tile_product(vectors):
+def _tile_product(vectors, vector_bytes):
     """An intrinsic ``tile(rows, r, n, packed, offset, out, col)``, a ``TILE_ROWS x w`` tile of a product.
 
     ``out[r + i, col + j] += sum_c rows[r + i, c] packed[offset + c w + j]`` for ``i < TILE_ROWS``,
-    ``c < n``, ``j < w`` (``w`` = ``vectors`` vectors of the rows' dtype). The ``TILE_ROWS x vectors``
-    accumulators are LLVM vector phis of one loop over the columns, which broadcasts one number of each
-    row and multiplies the ``w`` packed directions of that column (multiply-adds, contracted to FMA where
-    the CPU has it); the tile sums in the rows' dtype and adds into the float64 ``out`` once at the end.
-    ``n >= 1``; nothing is checked.
+    ``c < n``, ``j < w`` (``w`` = ``vectors`` vectors of ``vector_bytes`` of the rows' dtype). The
+    ``TILE_ROWS x vectors`` accumulators are LLVM vector phis of one loop over the columns, which broadcasts
+    one number of each row and multiplies the ``w`` packed directions of that column (multiply-adds,
+    contracted to FMA where the CPU has it); the tile sums in the rows' dtype and adds into the float64
+    ``out`` once at the end. ``n >= 1``; nothing is checked.
     """
     @intrinsic
     def tile(typingctx, rows, r, n, packed, offset, out, col):
@@ -200,7 +217,7 @@ def _tile_product(vectors):
             index = r.type
             element = context.get_data_type(rows_type.dtype)
             size = context.get_abi_sizeof(element)
-            lanes = _PRODUCT_BYTES // size
+            lanes = vector_bytes // size
             vector = ir.VectorType(element, lanes)
             wide = ir.VectorType(context.get_data_type(out_type.dtype), lanes)
             row_length = builder.extract_value(rows_array.shape, 1)
@@ -259,20 +276,26 @@ def _tile_product(vectors):
 
 
 # Module level, so that numba's disk cache finds the kernels that call them in a new process.
-_tile_of_one_vector = _tile_product(1)
-_tile_of_two_vectors = _tile_product(2)
+_tile_of_one_vector = _tile_product(1, 32)
+_tile_of_two_vectors = _tile_product(2, 32)
+_tile_of_one_wide_vector = _tile_product(1, 64)
+_tile_of_two_wide_vectors = _tile_product(2, 64)
 
 
-def pack_directions(directions):
+def pack_directions(directions, vector_bytes=None):
     """The ``(k, m)`` directions as column tiles for :func:`project_increments`: ``(packed, tiles, width)``.
 
-    Tile ``t`` (row ``tiles[t] = (offset, vectors, first)``) holds directions ``first..first + w`` (``w`` =
-    ``vectors`` vectors of the dtype, the last tile zero-padded) transposed, ``(m, w)`` row-major at
-    ``packed[offset:]``, so that a column's ``w`` numbers are one contiguous load. ``width`` is ``k``
-    rounded up to whole vectors (k = 30 in float32: two tiles of 16, width 32).
+    Tile ``t`` (row ``tiles[t] = (offset, vectors, first, lanes)``) holds directions ``first..first + w``
+    (``w = vectors * lanes``, ``lanes`` numbers of the dtype in a vector of ``vector_bytes``, 32 or 64, by
+    default the CPU's; the last tile zero-padded) transposed, ``(m, w)`` row-major at ``packed[offset:]``,
+    so that a column's ``w`` numbers are one contiguous load. ``width`` is ``k`` rounded up to whole
+    vectors (k = 30 in float32: two tiles of 16 with AVX2, one of 32 with AVX-512; width 32).
     """
+    vector_bytes = _PRODUCT_BYTES if vector_bytes is None else vector_bytes
+    if vector_bytes not in (32, 64):
+        raise ValueError(f"vector_bytes={vector_bytes!r} is invalid: expected 32 or 64")
     k, m = directions.shape
-    lanes = _PRODUCT_BYTES // directions.itemsize
+    lanes = vector_bytes // directions.itemsize
     parts, tiles, offset, first = [], [], 0, 0
     while first < k:
         vectors = min(_TILE_VECTORS, -(-(k - first) // lanes))
@@ -280,11 +303,11 @@ def pack_directions(directions):
         part = np.zeros((m, w), dtype=directions.dtype)
         part[:, :min(w, k - first)] = directions[first:first + w].T
         parts.append(part.reshape(-1))
-        tiles.append((offset, vectors, first))
+        tiles.append((offset, vectors, first, lanes))
         offset += m * w
         first += w
     packed = np.concatenate(parts) if parts else np.zeros(0, dtype=directions.dtype)
-    return packed, np.array(tiles, dtype=np.int64).reshape(-1, 3), first
+    return packed, np.array(tiles, dtype=np.int64).reshape(-1, 4), first
 
 
 @numba.njit(nogil=True, fastmath={"reassoc", "contract"}, cache=True)
@@ -337,7 +360,6 @@ def project_increments(block, theta_rows, predecessor_rows, anchors, buffer_rows
     that of the float32 differences themselves) and in float64 across chunks and tiles.
     """
     size = chunk.shape[1]
-    lanes = _PRODUCT_BYTES // block.itemsize
     out[:] = 0.0
     squares[:theta_rows.size] = 0.0
     tiled = -(-nrows // TILE_ROWS) * TILE_ROWS
@@ -356,10 +378,15 @@ def project_increments(block, theta_rows, predecessor_rows, anchors, buffer_rows
         for b in buffer_rows:
             chunk[b, :n] = block[b, c0:c0 + n]
         for j in range(tiles.shape[0]):
-            offset, vectors, first = tiles[j, 0], tiles[j, 1], tiles[j, 2]
+            offset, vectors, first, lanes = tiles[j, 0], tiles[j, 1], tiles[j, 2], tiles[j, 3]
             offset += c0 * vectors * lanes
+            wide = lanes * block.itemsize == 64
             for r in range(0, tiled, TILE_ROWS):
-                if vectors == 2:
+                if wide and vectors == 2:
+                    _tile_of_two_wide_vectors(chunk, r, n, packed, offset, out, first)
+                elif wide:
+                    _tile_of_one_wide_vector(chunk, r, n, packed, offset, out, first)
+                elif vectors == 2:
                     _tile_of_two_vectors(chunk, r, n, packed, offset, out, first)
                 else:
                     _tile_of_one_vector(chunk, r, n, packed, offset, out, first)
