@@ -52,14 +52,14 @@ def test_gather_parameters_compiles_to_streaming_stores():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k", [1, 7, 8, 16, 17, 30, 33])
+@pytest.mark.parametrize("k", [1, 7, 8, 16, 17, 30, 33, 70])
 @pytest.mark.parametrize("m", [5, CHUNK, 2 * CHUNK + 301])
 @pytest.mark.parametrize("vector_bytes", [32, 64])
 def test_project_increments_against_numpy(dtype, k, m, vector_bytes):
     # Steps 0-2 consecutive (0 an anchor after its predecessor row 0), step 3 non-consecutive (anchor with
     # predecessor row 5), step 4 consecutive to step 3, and a buffer row 7: rows 0-7 of 9 (8 is no row
     # of the plan, filled with NaN, and the tile padding beyond 8 rows holds whatever it holds). k covers
-    # one and two vectors per tile, partial tiles and several tiles; m a part of a chunk, one, several.
+    # one to four vectors per tile, partial tiles and several tiles; m a part of a chunk, one, several.
     rng = np.random.default_rng(k * 10_000 + m)
     theta_rows = np.array([1, 2, 3, 6, 4], dtype=np.int64)
     predecessor_rows = np.array([0, 1, 2, 5, 6], dtype=np.int64)

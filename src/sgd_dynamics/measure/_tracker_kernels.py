@@ -180,14 +180,15 @@ def _vector_bytes():
     return 64 if binding.get_host_cpu_features().get("avx512f", False) else 32
 
 
-# Rows of a tile of the flush-time product, and its width in vectors of _PRODUCT_BYTES (a tile of two is
-# 16 float32 or 8 float64 directions with AVX2, 32 or 16 with AVX-512): 6 x 2 accumulators, 2 direction
-# vectors and a broadcast fill 15 of the 16 AVX2 registers (3 rows x 4 vectors spilled one accumulator
-# through the stack at every column). With AVX-512 (issue 15, Sapphire Rapids, k = 30, float32) the
-# flush costs 83 us a row against 107 us with 32-byte vectors: one tile of 32 directions instead of two
-# of 16 reads each row of the chunk once, with half the broadcasts per multiply-add.
+# Rows of a tile of the flush-time product, and its width in vectors of _PRODUCT_BYTES. With AVX2 a tile
+# is two vectors (16 float32 or 8 float64 directions): 6 x 2 accumulators, 2 direction vectors and a
+# broadcast fill 15 of the 16 registers (3 rows x 4 vectors spilled one accumulator through the stack at
+# every column). With AVX-512 up to four (64 float32 or 32 float64): 6 x 4 + 4 + 1 = 29 of the 32
+# registers. Issue 15, Sapphire Rapids, float32: at k = 30 one tile of 32 directions instead of two of 16
+# reads each row of a chunk once, with half the broadcasts per multiply-add (flush 83 vs 107 us a row);
+# at k = 100 tiles of 64 + 48 instead of 32 + 32 + 32 + 16 (197 vs 216 us a row).
 TILE_ROWS = 6
-_TILE_VECTORS = 2
+_TILE_VECTORS = {32: 2, 64: 4}
 _PRODUCT_BYTES = _vector_bytes()
 # Columns per chunk of the flush: the increments of a chunk are made for every row, then projected while
 # they are still in the caches (issue 15 profile, k = 30: 97 us a row at 1024 or 2048, 115 at 256).
@@ -280,6 +281,8 @@ _tile_of_one_vector = _tile_product(1, 32)
 _tile_of_two_vectors = _tile_product(2, 32)
 _tile_of_one_wide_vector = _tile_product(1, 64)
 _tile_of_two_wide_vectors = _tile_product(2, 64)
+_tile_of_three_wide_vectors = _tile_product(3, 64)
+_tile_of_four_wide_vectors = _tile_product(4, 64)
 
 
 def pack_directions(directions, vector_bytes=None):
@@ -298,7 +301,7 @@ def pack_directions(directions, vector_bytes=None):
     lanes = vector_bytes // directions.itemsize
     parts, tiles, offset, first = [], [], 0, 0
     while first < k:
-        vectors = min(_TILE_VECTORS, -(-(k - first) // lanes))
+        vectors = min(_TILE_VECTORS[vector_bytes], -(-(k - first) // lanes))
         w = vectors * lanes
         part = np.zeros((m, w), dtype=directions.dtype)
         part[:, :min(w, k - first)] = directions[first:first + w].T
@@ -382,7 +385,11 @@ def project_increments(block, theta_rows, predecessor_rows, anchors, buffer_rows
             offset += c0 * vectors * lanes
             wide = lanes * block.itemsize == 64
             for r in range(0, tiled, TILE_ROWS):
-                if wide and vectors == 2:
+                if wide and vectors == 4:
+                    _tile_of_four_wide_vectors(chunk, r, n, packed, offset, out, first)
+                elif wide and vectors == 3:
+                    _tile_of_three_wide_vectors(chunk, r, n, packed, offset, out, first)
+                elif wide and vectors == 2:
                     _tile_of_two_wide_vectors(chunk, r, n, packed, offset, out, first)
                 elif wide:
                     _tile_of_one_wide_vector(chunk, r, n, packed, offset, out, first)
