@@ -327,21 +327,6 @@ def _increment(theta, predecessor, reference, out):
     return np.float64(local), np.float64(global_)
 
 
-@numba.njit(nogil=True, fastmath={"reassoc", "contract"}, cache=True)
-def _anchored_increment(theta, predecessor, reference, out, anchor_out):
-    local = theta.dtype.type(0)
-    global_ = theta.dtype.type(0)
-    for i in range(theta.size):
-        t = theta[i]
-        d = t - predecessor[i]
-        g = t - reference[i]
-        out[i] = d
-        anchor_out[i] = g
-        local += d * d
-        global_ += g * g
-    return np.float64(local), np.float64(global_)
-
-
 @numba.njit(nogil=True, cache=True)
 def project_increments(block, theta_rows, predecessor_rows, anchors, buffer_rows, nrows, reference, packed,
                        tiles, start, stop, chunk, out, squares):
@@ -371,11 +356,9 @@ def project_increments(block, theta_rows, predecessor_rows, anchors, buffer_rows
         ref = reference[c0:c0 + n]
         for s in range(theta_rows.size):
             t, p = theta_rows[s], predecessor_rows[s]
-            if anchors[s]:
-                local, global_ = _anchored_increment(block[t, c0:c0 + n], block[p, c0:c0 + n], ref,
-                                                     chunk[t, :n], chunk[p, :n])
-            else:
-                local, global_ = _increment(block[t, c0:c0 + n], block[p, c0:c0 + n], ref, chunk[t, :n])
+            local, global_ = _increment(block[t, c0:c0 + n], block[p, c0:c0 + n], ref, chunk[t, :n])
+            if anchors[s]:   # the first step of a block, or after a gap: theta_s's chunk is still in L1
+                chunk[p, :n] = block[t, c0:c0 + n] - ref
             squares[s, 0] += local
             squares[s, 1] += global_
         for b in buffer_rows:
