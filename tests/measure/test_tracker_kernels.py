@@ -231,3 +231,22 @@ def test_rows_of_parameters_equal_the_torch_path(kind, dtype, block_size, schedu
 def test_pack_directions_rejects_other_vector_widths():
     with pytest.raises(ValueError, match=r"vector_bytes=16 is invalid: expected 32 or 64"):
         pack_directions(np.ones((3, 10)), 16)
+
+
+@pytest.mark.parametrize(("name", "features", "expected"), [
+    (None, "+avx2,+fma,+avx512f", 64),
+    (None, "+avx2,+fma,-avx512f", 32),
+    ("generic", None, 32),
+])
+def test_product_width_follows_numba_target(monkeypatch, name, features, expected):
+    monkeypatch.setattr(numba.config, "CPU_NAME", name)
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", features)
+    assert _tracker_kernels._vector_bytes() == expected
+
+
+def test_product_width_of_the_host():
+    from llvmlite import binding
+    host = 64 if binding.get_host_cpu_features().get("avx512f", False) else 32
+    if numba.config.CPU_NAME is not None or numba.config.CPU_FEATURES is not None:
+        pytest.skip("NUMBA_CPU_NAME / NUMBA_CPU_FEATURES name the target, not the host")
+    assert _tracker_kernels._PRODUCT_BYTES == host
